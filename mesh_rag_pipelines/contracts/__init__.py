@@ -1,0 +1,21 @@
+"""Data-product contracts: one YAML file per product, loaded into typed models."""
+
+from mesh_rag_pipelines.contracts.loader import ContractError, load_contract, load_contracts
+from mesh_rag_pipelines.contracts.model import (
+    ChunkingSpec,
+    DataProductContract,
+    EmbeddingSpec,
+    GoldenQuery,
+    SourceSpec,
+)
+
+__all__ = [
+    "ChunkingSpec",
+    "ContractError",
+    "DataProductContract",
+    "EmbeddingSpec",
+    "GoldenQuery",
+    "SourceSpec",
+    "load_contract",
+    "load_contracts",
+]

@@ -1,0 +1,32 @@
+"""The code location: everything is generated from the contracts in the products folder."""
+
+import dagster as dg
+
+from mesh_rag_pipelines import settings
+from mesh_rag_pipelines.contracts import load_contracts
+from mesh_rag_pipelines.defs.assets import embeddings_key, product_assets
+from mesh_rag_pipelines.defs.checks import product_checks
+from mesh_rag_pipelines.defs.jobs import build_all_job, product_job
+from mesh_rag_pipelines.defs.resources import default_resources
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    contracts = load_contracts(settings.contracts_dir())
+    sla = {embeddings_key(c): c.freshness.sla_timedelta for c in contracts}
+    definitions = dg.Definitions(
+        assets=[asset for c in contracts for asset in product_assets(c)],
+        asset_checks=[check for c in contracts for check in product_checks(c)],
+        jobs=[build_all_job(contracts), *[product_job(c) for c in contracts]],
+        resources=default_resources(),
+    )
+    # One freshness policy per index, from its contract's SLA, applied in one place.
+    return definitions.map_asset_specs(
+        func=lambda spec: (
+            spec.replace_attributes(
+                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=sla[spec.key])
+            )
+            if spec.key in sla
+            else spec
+        )
+    )

@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, jobs, sensors and schedules, all generated from contracts."""

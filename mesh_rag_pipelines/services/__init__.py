@@ -1,0 +1,1 @@
+"""Embedded stand-ins for servers, so that a fresh machine needs none: PostgreSQL and S3."""

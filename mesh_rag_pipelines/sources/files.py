@@ -1,0 +1,86 @@
+"""A folder of markdown or text documents: new, changed (checksum) and removed files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.sources.batch import SourceRead
+from mesh_rag_pipelines.sources.documents import (
+    DocumentChange,
+    KnownDocument,
+    QuarantineEntry,
+    RecordError,
+    shard_of,
+    upsert_from_record,
+)
+
+
+def file_record(root: Path, path: Path) -> dict[str, Any]:
+    """A file as a record: path (the id), title, body, modified_at and its front-matter keys."""
+    text = path.read_text(encoding="utf-8")
+    front: dict[str, Any] = {}
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end == -1:
+            raise RecordError("front_matter", "front matter opened with '---' is never closed")
+        try:
+            loaded = yaml.safe_load(text[4:end])
+        except yaml.YAMLError as exc:
+            raise RecordError("front_matter", f"not valid YAML: {exc}") from exc
+        front = loaded if isinstance(loaded, dict) else {}
+        text = text[end + 4 :].lstrip("\n")
+    title = front.get("title") or next(
+        (line[2:].strip() for line in text.splitlines() if line.startswith("# ")), path.stem
+    )
+    modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    record = {k: (str(v) if not isinstance(v, str | int | float) else v) for k, v in front.items()}
+    record.update(
+        path=path.relative_to(root).with_suffix("").as_posix(),
+        title=str(title),
+        body=text,
+        modified_at=modified.isoformat(),
+        revision=0,
+    )
+    return record
+
+
+def read_files(
+    contract: DataProductContract, shard: int, known: Mapping[str, KnownDocument]
+) -> SourceRead:
+    """Files have no version of their own: a changed checksum bumps the stored version by one."""
+    root = contract.resolve_path(contract.source.path or ".")
+    if not root.is_dir():
+        raise FileNotFoundError(f"product {contract.name}: source folder {root} does not exist")
+    result = SourceRead()
+    seen: set[str] = set()
+    for path in sorted(root.rglob(contract.source.pattern)):
+        doc_id = path.relative_to(root).with_suffix("").as_posix()
+        if shard_of(doc_id) != shard:
+            continue
+        seen.add(doc_id)
+        try:
+            change = upsert_from_record(contract, file_record(root, path))
+        except (RecordError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            result.quarantined.append(
+                QuarantineEntry(str(path), doc_id, getattr(exc, "field", None), reason, None)
+            )
+            continue
+        previous = known.get(doc_id)
+        if previous and not previous.deleted and previous.checksum == change.checksum:
+            result.unchanged += 1
+            continue
+        version = previous.version + 1 if previous else 1
+        result.changes.append(
+            DocumentChange(**{**change.__dict__, "doc_id": doc_id, "version": version})
+        )
+    for doc_id, previous in known.items():
+        if doc_id not in seen and not previous.deleted:
+            result.changes.append(DocumentChange(doc_id, previous.version, "delete"))
+    return result

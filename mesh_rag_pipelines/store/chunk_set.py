@@ -1,0 +1,284 @@
+"""Apply source changes to document state and the chunk set, guarded by document version.
+
+Guarantees, per document, in one transaction: an upsert replaces the document's state and
+chunks only if its version is newer than the stored one; a delete at a version not older than
+the stored one leaves a tombstone and removes the document's chunks and its rows in every index
+version of the product. A tombstone keeps its version, so a late older upsert cannot resurrect
+the document, and replaying any change is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy.dialects.postgresql import insert
+
+from mesh_rag_pipelines.chunking import chunk_document
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.sources.batch import SourceRead
+from mesh_rag_pipelines.sources.documents import DocumentChange, KnownDocument, shard_of
+from mesh_rag_pipelines.store.index_versions import product_versions
+from mesh_rag_pipelines.store.locks import lock_documents
+from mesh_rag_pipelines.store.schema import (
+    Chunk,
+    DocumentState,
+    IndexedDocument,
+    LandingObject,
+    QuarantinedRecord,
+    SourceCursor,
+    index_table,
+)
+
+BATCH_DOCUMENTS = 500
+
+
+@dataclass
+class ChunkSetResult:
+    documents_changed: int = 0
+    documents_deleted: int = 0
+    documents_unchanged: int = 0
+    stale_changes_ignored: int = 0
+    chunks_written: int = 0
+    chunks_removed: int = 0
+    quarantined: int = 0
+
+
+def known_documents(engine: Engine, product: str, shard: int) -> dict[str, KnownDocument]:
+    query = select(
+        DocumentState.doc_id, DocumentState.version, DocumentState.checksum, DocumentState.deleted
+    ).where(DocumentState.product == product, DocumentState.shard == shard)
+    with engine.connect() as conn:
+        return {
+            row.doc_id: KnownDocument(row.version, row.checksum, row.deleted)
+            for row in conn.execute(query)
+        }
+
+
+def read_cursors(engine: Engine, product: str, shard: int) -> dict[str, str]:
+    query = select(SourceCursor.name, SourceCursor.value).where(
+        SourceCursor.product == product, SourceCursor.shard == shard
+    )
+    with engine.connect() as conn:
+        return {row.name: row.value for row in conn.execute(query)}
+
+
+def applied_objects(engine: Engine, product: str, shard: int) -> dict[str, str]:
+    query = select(LandingObject.object_key, LandingObject.etag).where(
+        LandingObject.product == product, LandingObject.shard == shard
+    )
+    with engine.connect() as conn:
+        return {row.object_key: row.etag for row in conn.execute(query)}
+
+
+def _latest_per_document(changes: Iterable[DocumentChange]) -> dict[str, DocumentChange]:
+    """Within a batch the highest version wins; at equal versions a delete wins."""
+    latest: dict[str, DocumentChange] = {}
+    for change in changes:
+        current = latest.get(change.doc_id)
+        rank = (change.version, change.op == "delete")
+        if current is None or rank > (current.version, current.op == "delete"):
+            latest[change.doc_id] = change
+    return latest
+
+
+def _applies(change: DocumentChange, stored: KnownDocument | None) -> bool:
+    if stored is None:
+        return True
+    if change.op == "upsert":
+        return change.version > stored.version
+    return change.version > stored.version or (
+        change.version == stored.version and not stored.deleted
+    )
+
+
+def apply_source_read(
+    engine: Engine, contract: DataProductContract, shard: int, read: SourceRead
+) -> ChunkSetResult:
+    result = ChunkSetResult(documents_unchanged=read.unchanged, quarantined=len(read.quarantined))
+    latest = list(_latest_per_document(read.changes).values())
+    result.stale_changes_ignored = len(read.changes) - len(latest)
+    batches = [latest[i : i + BATCH_DOCUMENTS] for i in range(0, len(latest), BATCH_DOCUMENTS)]
+    for number, batch in enumerate(batches or [[]]):
+        with engine.begin() as conn:
+            _apply_batch(conn, contract, shard, batch, result)
+            if number == len(batches or [[]]) - 1:
+                _record_progress(conn, contract.name, shard, read)
+    return result
+
+
+def _apply_batch(
+    conn: Connection,
+    contract: DataProductContract,
+    shard: int,
+    batch: list[DocumentChange],
+    result: ChunkSetResult,
+) -> None:
+    if not batch:
+        return
+    product = contract.name
+    ids = [change.doc_id for change in batch]
+    lock_documents(conn, product, ids)
+    stored = {
+        row.doc_id: KnownDocument(row.version, row.checksum, row.deleted)
+        for row in conn.execute(
+            select(
+                DocumentState.doc_id,
+                DocumentState.version,
+                DocumentState.checksum,
+                DocumentState.deleted,
+            ).where(DocumentState.product == product, DocumentState.doc_id.in_(ids))
+        )
+    }
+    upserts, deletes = [], []
+    for change in batch:
+        if not _applies(change, stored.get(change.doc_id)):
+            result.stale_changes_ignored += 1
+        elif change.op == "upsert":
+            upserts.append(change)
+        else:
+            deletes.append(change)
+    _write_upserts(conn, contract, upserts, result)
+    _write_deletes(conn, contract, deletes, stored, result)
+
+
+def _state_row(contract: DataProductContract, change: DocumentChange, deleted: bool) -> dict:
+    return {
+        "product": contract.name,
+        "doc_id": change.doc_id,
+        "shard": shard_of(change.doc_id),
+        "version": change.version,
+        "checksum": change.checksum or None,
+        "title": change.title,
+        "content": None if deleted else change.content,
+        "doc_metadata": {} if deleted else change.metadata,
+        "acl_groups": list(contract.acl_groups),
+        "document_type": contract.document_type,
+        "source_updated_at": change.source_updated_at,
+        "observed_at": datetime.now(UTC),
+        "deleted": deleted,
+    }
+
+
+def _upsert_states(conn: Connection, rows: list[dict]) -> None:
+    if not rows:
+        return
+    statement = insert(DocumentState).values(rows)
+    columns = {
+        c.name: statement.excluded[c.name]
+        for c in DocumentState.__table__.columns
+        if c.name not in ("product", "doc_id")
+    }
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[DocumentState.product, DocumentState.doc_id], set_=columns
+        )
+    )
+
+
+def _write_upserts(
+    conn: Connection,
+    contract: DataProductContract,
+    upserts: list[DocumentChange],
+    result: ChunkSetResult,
+) -> None:
+    if not upserts:
+        return
+    ids = [change.doc_id for change in upserts]
+    _upsert_states(conn, [_state_row(contract, change, deleted=False) for change in upserts])
+    removed = conn.execute(
+        delete(Chunk).where(
+            Chunk.product == contract.name,
+            Chunk.chunker == contract.chunking.identity,
+            Chunk.doc_id.in_(ids),
+        )
+    )
+    rows = [
+        {
+            "product": contract.name,
+            "chunker": contract.chunking.identity,
+            "doc_id": change.doc_id,
+            "chunk_no": chunk.chunk_no,
+            "doc_version": change.version,
+            "section": chunk.section,
+            "text": chunk.text,
+            "text_hash": chunk.text_hash,
+        }
+        for change in upserts
+        for chunk in chunk_document(contract.chunking, change.title, change.content)
+    ]
+    if rows:
+        conn.execute(insert(Chunk), rows)
+    result.documents_changed += len(upserts)
+    result.chunks_written += len(rows)
+    result.chunks_removed += removed.rowcount
+
+
+def _write_deletes(
+    conn: Connection,
+    contract: DataProductContract,
+    deletes: list[DocumentChange],
+    stored: dict[str, KnownDocument],
+    result: ChunkSetResult,
+) -> None:
+    if not deletes:
+        return
+    ids = [change.doc_id for change in deletes]
+    tombstones = [_state_row(contract, change, deleted=True) for change in deletes]
+    _upsert_states(conn, tombstones)
+    removed = conn.execute(
+        delete(Chunk).where(Chunk.product == contract.name, Chunk.doc_id.in_(ids))
+    )
+    for version in product_versions(conn, contract.name):
+        table = index_table(version.table_name, version.dimensions, version.distance)
+        conn.execute(delete(table).where(table.c.doc_id.in_(ids)))
+        conn.execute(
+            delete(IndexedDocument).where(
+                IndexedDocument.index_version == version.id, IndexedDocument.doc_id.in_(ids)
+            )
+        )
+    was_live = [c for c in deletes if c.doc_id in stored and not stored[c.doc_id].deleted]
+    result.documents_deleted += len(was_live)
+    result.chunks_removed += removed.rowcount
+
+
+def _record_progress(conn: Connection, product: str, shard: int, read: SourceRead) -> None:
+    for name, value in read.cursors.items():
+        conn.execute(
+            insert(SourceCursor)
+            .values(product=product, shard=shard, name=name, value=value)
+            .on_conflict_do_update(
+                index_elements=["product", "shard", "name"], set_={"value": value}
+            )
+        )
+    if read.landed_objects:
+        conn.execute(
+            insert(LandingObject)
+            .values(
+                [
+                    {"product": product, "shard": shard, "object_key": key, "etag": etag}
+                    for key, etag in read.landed_objects
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    if read.quarantined:
+        conn.execute(
+            insert(QuarantinedRecord)
+            .values(
+                [
+                    {
+                        "product": product,
+                        "source_ref": q.source_ref,
+                        "record_ref": q.record_ref,
+                        "field": q.field,
+                        "reason": q.reason,
+                        "raw": q.raw,
+                    }
+                    for q in read.quarantined
+                ]
+            )
+            .on_conflict_do_nothing()
+        )

@@ -1,0 +1,77 @@
+"""Measurements that prove the invariant for a product's live index version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, text
+
+from mesh_rag_pipelines.store.index_versions import live_versions
+from mesh_rag_pipelines.store.schema import SCHEMA
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    live_documents: int
+    indexed_current: int
+    missing_documents: int
+    ghost_rows: int
+    rows: int
+    expected_rows: int
+    oldest_unindexed_change: datetime | None
+
+    @property
+    def consistent(self) -> bool:
+        return (
+            self.missing_documents == 0 and self.ghost_rows == 0 and self.rows == self.expected_rows
+        )
+
+    def lag_seconds(self, now: datetime | None = None) -> float:
+        if self.oldest_unindexed_change is None:
+            return 0.0
+        return ((now or datetime.now(UTC)) - self.oldest_unindexed_change).total_seconds()
+
+
+def index_health(engine: Engine, product: str, chunker: str) -> IndexHealth | None:
+    """Compare the live index version with document state and the chunk set."""
+    versions = live_versions(engine, [product])
+    if not versions:
+        return None
+    version = versions[0]
+    table = f"{SCHEMA}.{version.table_name}"  # registry value, not user input
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(f"""
+            WITH live AS (
+                SELECT doc_id, version, source_updated_at FROM {SCHEMA}.document_state
+                WHERE product = :p AND NOT deleted),
+            indexed AS (
+                SELECT doc_id, doc_version FROM {SCHEMA}.indexed_document
+                WHERE index_version = :v)
+            SELECT
+              (SELECT count(*) FROM live) AS live_documents,
+              (SELECT count(*) FROM live JOIN indexed USING (doc_id)
+                 WHERE indexed.doc_version = live.version) AS indexed_current,
+              (SELECT min(source_updated_at) FROM live LEFT JOIN indexed USING (doc_id)
+                 WHERE indexed.doc_id IS NULL OR indexed.doc_version <> live.version)
+                 AS oldest_unindexed_change,
+              (SELECT count(*) FROM {table} t LEFT JOIN live l
+                 ON l.doc_id = t.doc_id AND l.version = t.doc_version
+                 WHERE l.doc_id IS NULL) AS ghost_rows,
+              (SELECT count(*) FROM {table}) AS rows,
+              (SELECT count(*) FROM {SCHEMA}.chunk c JOIN live l
+                 ON l.doc_id = c.doc_id AND l.version = c.doc_version
+                 WHERE c.product = :p AND c.chunker = :c) AS expected_rows
+        """),
+            {"p": product, "v": version.id, "c": chunker},
+        ).one()
+    return IndexHealth(
+        live_documents=row.live_documents,
+        indexed_current=row.indexed_current,
+        missing_documents=row.live_documents - row.indexed_current,
+        ghost_rows=row.ghost_rows,
+        rows=row.rows,
+        expected_rows=row.expected_rows,
+        oldest_unindexed_change=row.oldest_unindexed_change,
+    )

@@ -1,0 +1,293 @@
+"""Reconcile an index version with the chunk set, one shard at a time.
+
+A run finds the live documents whose indexed version differs from their state, embeds only the
+chunk texts the cache has never seen for this model, and then, per batch of documents in one
+transaction: re-checks each document's state under its lock, deletes its old rows, COPYs the new
+ones and records the indexed version. A document deleted or superseded while its vectors were
+being computed is skipped at that check, so the index never receives a ghost. Because the run
+compares state with what is indexed, a crashed or repeated run simply converges.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import Connection, Engine, Row, and_, delete, select
+from sqlalchemy.dialects.postgresql import insert
+
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.store.binary_copy import (
+    copy_payload,
+    encode_int2,
+    encode_int4,
+    encode_int8,
+    encode_jsonb,
+    encode_text,
+    encode_text_array,
+    encode_timestamptz,
+    encode_vector,
+)
+from mesh_rag_pipelines.store.embedding_cache import cached_vectors, store_vectors
+from mesh_rag_pipelines.store.index_versions import ensure_index_version
+from mesh_rag_pipelines.store.locks import lock_documents
+from mesh_rag_pipelines.store.schema import (
+    SCHEMA,
+    Chunk,
+    DocumentState,
+    IndexedDocument,
+    IndexVersion,
+    index_table,
+)
+
+BATCH_DOCUMENTS = 1000
+_COLUMNS = (
+    "doc_id",
+    "chunk_no",
+    "product",
+    "shard",
+    "doc_version",
+    "source_checksum",
+    "chunker_version",
+    "embedding_model",
+    "section",
+    "title",
+    "text",
+    "text_hash",
+    "metadata",
+    "acl_groups",
+    "document_type",
+    "source_updated_at",
+    "created_at",
+    "embedding",
+)
+
+
+@dataclass
+class IndexResult:
+    index_version: str = ""
+    table_name: str = ""
+    documents_indexed: int = 0
+    documents_removed: int = 0
+    documents_skipped_superseded: int = 0
+    chunks_written: int = 0
+    chunks_removed: int = 0
+    texts_embedded: int = 0
+    cache_hits: int = 0
+    seconds_embedding: float = 0.0
+    seconds_writing: float = 0.0
+    oldest_pending_change: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _PendingDocument:
+    doc_id: str
+    version: int
+    checksum: str | None
+    title: str | None
+    metadata: dict
+    acl_groups: list[str]
+    document_type: str
+    source_updated_at: datetime | None
+
+
+def refresh_index(
+    engine: Engine, contract: DataProductContract, shard: int, embedder: Embedder
+) -> IndexResult:
+    version = ensure_index_version(engine, contract)
+    result = IndexResult(index_version=version.id, table_name=version.table_name)
+    pending, stale = _pending_documents(engine, contract.name, shard, version.id)
+    if stale:
+        with engine.begin() as conn:
+            lock_documents(conn, contract.name, stale)
+            result.chunks_removed += _remove_rows(conn, version, stale)
+            result.documents_removed += len(stale)
+    if not pending:
+        return result
+    result.oldest_pending_change = min(
+        (p.source_updated_at for p in pending if p.source_updated_at), default=None
+    )
+    chunks = _chunks_of(engine, contract, pending)
+    vectors = _vectors_for(engine, embedder, chunks, result)
+    for start in range(0, len(pending), BATCH_DOCUMENTS):
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            _write_batch(
+                conn,
+                contract,
+                shard,
+                version,
+                pending[start : start + BATCH_DOCUMENTS],
+                chunks,
+                vectors,
+                result,
+            )
+        result.seconds_writing += time.perf_counter() - started
+    return result
+
+
+def _pending_documents(
+    engine: Engine, product: str, shard: int, version_id: str
+) -> tuple[list[_PendingDocument], list[str]]:
+    state, indexed = DocumentState, IndexedDocument
+    joined = and_(indexed.index_version == version_id, indexed.doc_id == state.doc_id)
+    live_query = (
+        select(
+            state.doc_id,
+            state.version,
+            state.checksum,
+            state.title,
+            state.doc_metadata,
+            state.acl_groups,
+            state.document_type,
+            state.source_updated_at,
+        )
+        .outerjoin(indexed, joined)
+        .where(state.product == product, state.shard == shard, state.deleted.is_(False))
+        .where((indexed.doc_id.is_(None)) | (indexed.doc_version != state.version))
+        .order_by(state.doc_id)
+    )
+    stale_query = (
+        select(indexed.doc_id)
+        .join(state, and_(state.product == product, state.doc_id == indexed.doc_id))
+        .where(indexed.index_version == version_id, state.shard == shard, state.deleted.is_(True))
+    )
+    with engine.connect() as conn:
+        pending = [_PendingDocument(*row) for row in conn.execute(live_query)]
+        stale = list(conn.execute(stale_query).scalars())
+    return pending, stale
+
+
+def _chunks_of(
+    engine: Engine, contract: DataProductContract, pending: list[_PendingDocument]
+) -> dict[str, list[Row]]:
+    wanted = {p.doc_id: p.version for p in pending}
+    query = (
+        select(
+            Chunk.doc_id,
+            Chunk.chunk_no,
+            Chunk.doc_version,
+            Chunk.section,
+            Chunk.text,
+            Chunk.text_hash,
+        )
+        .where(
+            Chunk.product == contract.name,
+            Chunk.chunker == contract.chunking.identity,
+            Chunk.doc_id.in_(list(wanted)),
+        )
+        .order_by(Chunk.doc_id, Chunk.chunk_no)
+    )
+    chunks: dict[str, list[Row]] = {doc_id: [] for doc_id in wanted}
+    with engine.connect() as conn:
+        for chunk in conn.execute(query):
+            if chunk.doc_version == wanted[chunk.doc_id]:
+                chunks[chunk.doc_id].append(chunk)
+    return chunks
+
+
+def _vectors_for(
+    engine: Engine, embedder: Embedder, chunks: dict[str, list[Row]], result: IndexResult
+) -> dict[str, np.ndarray]:
+    """Cache first; every text the model has never seen goes to it in one call."""
+    texts = {c.text_hash: c.text for doc in chunks.values() for c in doc}
+    vectors = cached_vectors(engine, embedder.model_id, list(texts))
+    missing = [h for h in texts if h not in vectors]
+    result.cache_hits = sum(1 for doc in chunks.values() for c in doc) - len(missing)
+    if missing:
+        started = time.perf_counter()
+        fresh = embedder.embed([texts[h] for h in missing])
+        result.seconds_embedding = time.perf_counter() - started
+        new = dict(zip(missing, fresh, strict=True))
+        store_vectors(engine, embedder.model_id, new)
+        vectors.update(new)
+    result.texts_embedded = len(missing)
+    return vectors
+
+
+def _remove_rows(conn: Connection, version: IndexVersion, doc_ids: list[str]) -> int:
+    table = index_table(version.table_name, version.dimensions, version.distance)
+    removed = conn.execute(delete(table).where(table.c.doc_id.in_(doc_ids))).rowcount
+    conn.execute(
+        delete(IndexedDocument).where(
+            IndexedDocument.index_version == version.id, IndexedDocument.doc_id.in_(doc_ids)
+        )
+    )
+    return removed
+
+
+def _write_batch(
+    conn: Connection,
+    contract: DataProductContract,
+    shard: int,
+    version: IndexVersion,
+    batch: list[_PendingDocument],
+    chunks: dict[str, list[Row]],
+    vectors: dict[str, np.ndarray],
+    result: IndexResult,
+) -> None:
+    ids = [p.doc_id for p in batch]
+    lock_documents(conn, contract.name, ids)
+    current = {
+        row.doc_id: (row.version, row.deleted)
+        for row in conn.execute(
+            select(DocumentState.doc_id, DocumentState.version, DocumentState.deleted).where(
+                DocumentState.product == contract.name, DocumentState.doc_id.in_(ids)
+            )
+        )
+    }
+    ready = [p for p in batch if current.get(p.doc_id) == (p.version, False)]
+    result.documents_skipped_superseded += len(batch) - len(ready)
+    if not ready:
+        return
+    result.chunks_removed += _remove_rows(conn, version, [p.doc_id for p in ready])
+    now = datetime.now(UTC)
+    common = (encode_text(contract.name), encode_int2(shard))
+    rows = (
+        (
+            encode_text(p.doc_id),
+            encode_int4(c.chunk_no),
+            *common,
+            encode_int8(p.version),
+            encode_text(p.checksum or ""),
+            encode_text(contract.chunking.identity),
+            encode_text(version.model_id),
+            encode_text(c.section),
+            encode_text(p.title),
+            encode_text(c.text),
+            encode_text(c.text_hash),
+            encode_jsonb(p.metadata),
+            encode_text_array(p.acl_groups),
+            encode_text(p.document_type),
+            encode_timestamptz(p.source_updated_at),
+            encode_timestamptz(now),
+            encode_vector(vectors[c.text_hash]),
+        )
+        for p in ready
+        for c in chunks[p.doc_id]
+    )
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.copy_expert(
+        f"COPY {SCHEMA}.{version.table_name} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT binary)",
+        copy_payload(rows),
+    )
+    written = cursor.rowcount
+    conn.execute(
+        insert(IndexedDocument).values(
+            [
+                {
+                    "index_version": version.id,
+                    "doc_id": p.doc_id,
+                    "doc_version": p.version,
+                    "chunk_count": len(chunks[p.doc_id]),
+                    "indexed_at": now,
+                }
+                for p in ready
+            ]
+        )
+    )
+    result.documents_indexed += len(ready)
+    result.chunks_written += written
