@@ -18,14 +18,20 @@ def index_rows(engine: Engine, product: str) -> IndexSnapshot:
     """(doc id, chunk no) -> (doc version, text, model, acl groups, vector) of the live version."""
     version = live_versions(engine, [product])[0]
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            f"SELECT doc_id, chunk_no, doc_version, text, embedding_model, acl_groups, "
-            f"embedding::text AS vec FROM {SCHEMA}.{version.table_name}"
-        ))
+        rows = conn.execute(
+            text(
+                f"SELECT doc_id, chunk_no, doc_version, text, embedding_model, acl_groups, "
+                f"embedding::text AS vec FROM {SCHEMA}.{version.table_name}"
+            )
+        )
         return {
-            (r.doc_id, r.chunk_no): (r.doc_version, r.text, r.embedding_model,
-                                     tuple(r.acl_groups),
-                                     np.array(r.vec.strip("[]").split(","), dtype=np.float32))
+            (r.doc_id, r.chunk_no): (
+                r.doc_version,
+                r.text,
+                r.embedding_model,
+                tuple(r.acl_groups),
+                np.array(r.vec.strip("[]").split(","), dtype=np.float32),
+            )
             for r in rows
         }
 

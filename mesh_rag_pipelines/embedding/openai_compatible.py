@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from openai import OpenAI
+from openai import OpenAI, omit
 
 from mesh_rag_pipelines.contracts import EmbeddingSpec
 
@@ -26,15 +26,19 @@ class OpenAIEmbedder:
         self.model_id = spec.model_id
         self.dimensions = spec.dimensions
         self._model = spec.model
-        endpoint = {"base_url": base_url} if base_url else {}
-        self._client = OpenAI(api_key=api_key, max_retries=max_retries, timeout=timeout, **endpoint)
+        self._client = OpenAI(
+            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(texts), REQUEST_BATCH):
             batch = texts[start : start + REQUEST_BATCH]
-            extra = {"dimensions": self.dimensions} if self._model in _DIMENSIONS_PARAMETER else {}
-            response = self._client.embeddings.create(model=self._model, input=batch, **extra)
+            response = self._client.embeddings.create(
+                model=self._model,
+                input=batch,
+                dimensions=self.dimensions if self._model in _DIMENSIONS_PARAMETER else omit,
+            )
             for item in response.data:
                 out[start + item.index] = item.embedding
         norms = np.linalg.norm(out, axis=1, keepdims=True)

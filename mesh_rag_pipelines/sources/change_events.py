@@ -109,8 +109,10 @@ def _dms_row(contract: DataProductContract, line: str) -> DocumentChange:
         raise RecordError(None, f"invalid CSV: {exc}") from exc
     if len(row) != len(columns) + 1:
         raise RecordError(None, f"expected {len(columns) + 1} CSV columns, got {len(row)}")
-    op, record = row[0], dict(zip(columns, row[1:], strict=True))
-    record = {k: (None if v == "" else v) for k, v in record.items()}
+    op = row[0]
+    record: dict[str, str | None] = {
+        name: (value or None) for name, value in zip(columns, row[1:], strict=True)
+    }
     if op in ("I", "U"):
         return upsert_from_record(contract, record)
     if op == "D":

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Engine, TableClause, column, select, table
+from typing import Any
+
+from sqlalchemy import ColumnClause, Engine, TableClause, column, select, table
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
@@ -40,7 +42,8 @@ def read_table(
 ) -> SourceRead:
     fields = contract.record_schema
     source = _source_table(contract)
-    updated_at, id_col = column(fields.updated_at_field), column(fields.id_field)
+    updated_at: ColumnClause[Any] = column(fields.updated_at_field)
+    id_col: ColumnClause[Any] = column(fields.id_field)
     # Only the mapped columns are read: PII columns never leave the source database.
     wanted = dict.fromkeys(
         [
