@@ -36,7 +36,9 @@ def _graph() -> dict:
         assets[key.to_user_string()] = spec
     return {
         "assets": assets,
-        "jobs": sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")),
+        "jobs": sorted(
+            job.name for job in repository.get_all_jobs() if not job.name.startswith("__")
+        ),
         "sensors": sorted(s.name for s in repository.sensor_defs),
         "schedules": sorted(s.name for s in repository.schedule_defs),
     }
