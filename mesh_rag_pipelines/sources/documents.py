@@ -25,7 +25,13 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class DocumentChange:
-    """One document's new state (upsert) or its removal (delete), at a version."""
+    """One document's new state (upsert) or its removal (delete), at a version.
+
+    `observed` marks a change read from the source's current state (a polled table or folder)
+    rather than from a change stream: what the source holds now is the truth, so it applies
+    whenever its version differs from the stored one, even after a tombstone (a row deleted and
+    re-inserted with its version counter reset comes back).
+    """
 
     doc_id: str
     version: int
@@ -35,6 +41,7 @@ class DocumentChange:
     content: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""
+    observed: bool = False
 
 
 @dataclass(frozen=True)

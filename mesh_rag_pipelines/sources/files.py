@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,8 @@ def read_files(
             result.unchanged += 1
             continue
         version = previous.version + 1 if previous else 1
-        result.changes.append(
-            DocumentChange(**{**change.__dict__, "doc_id": doc_id, "version": version})
-        )
+        result.changes.append(replace(change, version=version, observed=True))
     for doc_id, previous in known.items():
         if doc_id not in seen and not previous.deleted:
-            result.changes.append(DocumentChange(doc_id, previous.version, "delete"))
+            result.changes.append(DocumentChange(doc_id, previous.version, "delete", observed=True))
     return result

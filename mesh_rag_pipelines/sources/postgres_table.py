@@ -9,7 +9,7 @@ tombstones the known live ids that are gone: one index-only scan, measured in th
 from __future__ import annotations
 
 from collections.abc import Mapping
-
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnClause, Engine, TableClause, column, select, table
@@ -81,12 +81,12 @@ def read_table(
             if previous and previous.version == change.version and not previous.deleted:
                 result.unchanged += 1
                 continue
-            result.changes.append(change)
+            result.changes.append(replace(change, observed=True))
         ids = conn.execute(select(id_col).select_from(source)).scalars()
         live_ids = {str(value) for value in ids}
     for doc_id, previous in known.items():
         if not previous.deleted and doc_id not in live_ids:
-            result.changes.append(DocumentChange(doc_id, previous.version, "delete"))
+            result.changes.append(DocumentChange(doc_id, previous.version, "delete", observed=True))
     if newest:
         result.cursors[WATERMARK] = newest
     return result

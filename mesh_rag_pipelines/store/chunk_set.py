@@ -87,6 +87,10 @@ def _latest_per_document(changes: Iterable[DocumentChange]) -> dict[str, Documen
 def _applies(change: DocumentChange, stored: KnownDocument | None) -> bool:
     if stored is None:
         return True
+    if change.observed:
+        if change.op == "delete":
+            return not stored.deleted
+        return stored.deleted or change.version != stored.version
     if change.op == "upsert":
         return change.version > stored.version
     return change.version > stored.version or (
