@@ -5,6 +5,7 @@ import dagster as dg
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import load_contracts
 from mesh_rag_pipelines.defs.assets import embeddings_key, product_assets
+from mesh_rag_pipelines.defs.automation import product_schedules, product_sensors
 from mesh_rag_pipelines.defs.checks import product_checks
 from mesh_rag_pipelines.defs.jobs import build_all_job, product_job
 from mesh_rag_pipelines.defs.resources import default_resources
@@ -18,6 +19,8 @@ def defs() -> dg.Definitions:
         assets=[asset for c in contracts for asset in product_assets(c)],
         asset_checks=[check for c in contracts for check in product_checks(c)],
         jobs=[build_all_job(contracts), *[product_job(c) for c in contracts]],
+        sensors=[sensor for c in contracts for sensor in product_sensors(c)],
+        schedules=[schedule for c in contracts for schedule in product_schedules(c)],
         resources=default_resources(),
     )
     # One freshness policy per index, from its contract's SLA, applied in one place.

@@ -17,8 +17,18 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.files import read_files
+from mesh_rag_pipelines.sources.landing_cursor import (
+    LandingCursor,
+    advance,
+    shards_touched,
+    unseen,
+)
 from mesh_rag_pipelines.sources.postgres_table import read_table
-from mesh_rag_pipelines.sources.s3_landing import read_landing_zone
+from mesh_rag_pipelines.sources.s3_landing import (
+    LandedObject,
+    list_landed_objects,
+    read_landing_zone,
+)
 from mesh_rag_pipelines.store.chunk_set import (
     ChunkSetResult,
     applied_objects,
@@ -65,6 +75,49 @@ def refresh_chunk_set(
     contract: DataProductContract, shard: int, access: SourceAccess
 ) -> ChunkSetResult:
     return apply_source_read(access.engine, contract, shard, read_source(contract, shard, access))
+
+
+def shards_with_pending_changes(contract: DataProductContract, access: SourceAccess) -> list[int]:
+    """Shards whose source holds changes not yet applied; it reads and never writes, so a
+    schedule can ask on every tick and launch runs only where there is work."""
+    return [
+        shard
+        for shard in range(settings.SHARD_COUNT)
+        if read_source(contract, shard, access).changes
+    ]
+
+
+def pending_landed_objects(
+    contract: DataProductContract,
+    access: SourceAccess,
+    cursor: LandingCursor,
+    *,
+    page_size: int = 1000,
+    limit: int | None = None,
+) -> tuple[dict[int, list[LandedObject]], LandingCursor]:
+    """Landing objects new since the cursor, by the shards that have not applied them yet, and
+    the cursor that records them.
+
+    Objects every shard has already applied (a run read them before this call saw them) are
+    recorded without being read; at most `limit` others are read, oldest first, and the rest are
+    left for the next call.
+    """
+    bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
+    listing = list(list_landed_objects(access.s3, bucket, prefix, page_size))
+    ledgers = [
+        applied_objects(access.engine, contract.name, shard)
+        for shard in range(settings.SHARD_COUNT)
+    ]
+    fresh = unseen(listing, cursor)
+    settled = [o for o in fresh if all((o.key, o.etag) in ledger for ledger in ledgers)]
+    settled_set = set(settled)
+    to_read = [o for o in fresh if o not in settled_set][:limit]
+    pending = {
+        shard: [o for o in objects if (o.key, o.etag) not in ledgers[shard]]
+        for shard, objects in shards_touched(contract, access.s3, to_read).items()
+    }
+    by_shard = {shard: objects for shard, objects in pending.items() if objects}
+    return by_shard, advance(cursor, listing, settled + to_read)
 
 
 def build_product(

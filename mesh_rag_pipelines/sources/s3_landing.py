@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,19 +35,23 @@ def list_landed_objects(
 
 
 def read_landing_zone(
-    contract: DataProductContract, s3: Any, shard: int, applied: Mapping[str, str]
+    contract: DataProductContract, s3: Any, shard: int, applied: AbstractSet[tuple[str, str]]
 ) -> SourceRead:
-    """Events of this shard from objects not yet applied to it (`applied`: key -> etag).
+    """Events of this shard from objects not yet applied to it (`applied`: key and etag pairs).
 
     An object rewritten under the same key has a new etag and is read again; replaying events is
-    harmless because the version guard drops anything not newer than the stored state.
+    harmless because the version guard drops anything not newer than the stored state. An object
+    removed between listing and reading is skipped, not recorded: if it comes back, it is read.
     """
     bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
     result = SourceRead()
     for landed in list_landed_objects(s3, bucket, prefix):
-        if applied.get(landed.key) == landed.etag:
+        if (landed.key, landed.etag) in applied:
             continue
-        body = s3.get_object(Bucket=bucket, Key=landed.key)["Body"].read()
+        try:
+            body = s3.get_object(Bucket=bucket, Key=landed.key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            continue
         source_ref = f"s3://{bucket}/{landed.key}"
         try:
             text = body.decode("utf-8")

@@ -65,12 +65,13 @@ def read_cursors(engine: Engine, product: str, shard: int) -> dict[str, str]:
         return {row.name: row.value for row in conn.execute(query)}
 
 
-def applied_objects(engine: Engine, product: str, shard: int) -> dict[str, str]:
+def applied_objects(engine: Engine, product: str, shard: int) -> set[tuple[str, str]]:
+    """(object key, etag) pairs already applied to a shard; a rewritten object is a new pair."""
     query = select(LandingObject.object_key, LandingObject.etag).where(
         LandingObject.product == product, LandingObject.shard == shard
     )
     with engine.connect() as conn:
-        return {row.object_key: row.etag for row in conn.execute(query)}
+        return {(row.object_key, row.etag) for row in conn.execute(query)}
 
 
 def _latest_per_document(changes: Iterable[DocumentChange]) -> dict[str, DocumentChange]:
