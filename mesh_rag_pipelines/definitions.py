@@ -22,6 +22,8 @@ def defs() -> dg.Definitions:
         sensors=[sensor for c in contracts for sensor in product_sensors(c)],
         schedules=[schedule for c in contracts for schedule in product_schedules(c)],
         resources=default_resources(),
+        # A run is one shard; its steps share one process, so the model loads once per run.
+        executor=dg.in_process_executor,
     )
     # One freshness policy per index, from its contract's SLA, applied in one place.
     return definitions.map_asset_specs(
