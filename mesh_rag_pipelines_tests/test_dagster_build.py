@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.jobs import BUILD_ALL
 from mesh_rag_pipelines.definitions import defs
+from mesh_rag_pipelines.defs.jobs import BUILD_ALL
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.health import index_health
 

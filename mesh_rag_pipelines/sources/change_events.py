@@ -127,14 +127,71 @@ PARSERS: dict[str, Callable[[DataProductContract, str], DocumentChange]] = {
 }
 
 
+def _records(body: str, quoted_line_breaks: bool) -> Iterator[tuple[int, str]]:
+    """(number of its first line, text) of each record.
+
+    Records end at "\n" only: str.splitlines() would also cut at characters that JSON strings
+    may hold unescaped, such as U+2028. A CSV value in double quotes may hold line breaks (DMS
+    quotes them per RFC 4180), so a CSV record ends only where its quotes balance.
+    """
+    start = quotes = 0
+    pending: list[str] = []
+    for number, line in enumerate(body.split("\n"), start=1):
+        if not pending:
+            start = number
+        pending.append(line.removesuffix("\r"))
+        quotes += line.count('"')
+        if quoted_line_breaks and quotes % 2:
+            continue
+        yield start, "\n".join(pending)
+        pending, quotes = [], 0
+    if pending:
+        yield start, "\n".join(pending)
+
+
 def parse_change_file(
     contract: DataProductContract, source_ref: str, body: str
 ) -> Iterator[ParsedLine]:
     parse = PARSERS[contract.source.format]
-    for number, line in enumerate(body.splitlines(), start=1):
+    for number, line in _records(body, quoted_line_breaks=contract.source.format == "dms_csv"):
         if not line.strip():
             continue
         try:
             yield parse(contract, line)
         except RecordError as exc:
-            yield QuarantineEntry(source_ref, f"line {number}", exc.field, exc.reason, line[:4000])
+            raw = redacted(contract, line)
+            yield QuarantineEntry(source_ref, f"line {number}", exc.field, exc.reason, raw)
+
+
+def _without(value: Any, fields: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, fields) for k, v in value.items() if k not in fields}
+    if isinstance(value, list):
+        return [_without(v, fields) for v in value]
+    return value
+
+
+def redacted(contract: DataProductContract, line: str) -> str | None:
+    """The line as kept in quarantine: without the contract's PII fields.
+
+    A line that cannot be parsed cannot be redacted, so for a product with PII fields it is not
+    copied at all; its file and line number still locate it in the landing zone.
+    """
+    pii = set(contract.pii_fields)
+    if not pii:
+        return line[:4000]
+    if contract.source.format == "dms_csv":
+        try:
+            row = next(csv.reader(io.StringIO(line)))
+        except (csv.Error, StopIteration):
+            return None
+        if len(row) != len(contract.source.dms_columns) + 1:
+            return None
+        hidden = {i + 1 for i, name in enumerate(contract.source.dms_columns) if name in pii}
+        out = io.StringIO()
+        csv.writer(out).writerow(["" if i in hidden else v for i, v in enumerate(row)])
+        return out.getvalue().rstrip("\r\n")[:4000]
+    try:
+        return json.dumps(_without(json.loads(line), pii))[:4000]
+    except json.JSONDecodeError:
+        return None

@@ -14,6 +14,10 @@ from mesh_rag_pipelines.contracts import DataProductContract
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# Every shard's run reads a whole landing file or table; records that become no document are
+# recorded by this shard's runs only, so each is quarantined and counted once.
+QUARANTINE_SHARD = 0
+
 
 class RecordError(ValueError):
     """A source record that cannot become a document; it is quarantined, not dropped."""

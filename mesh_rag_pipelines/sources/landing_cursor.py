@@ -24,14 +24,10 @@ from botocore.exceptions import ClientError
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import DocumentChange, shard_of
+from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD, DocumentChange, shard_of
 from mesh_rag_pipelines.sources.s3_landing import LandedObject
 
 LOOKBACK = timedelta(minutes=15)
-
-# Lines that become no document still have to reach the quarantine table, which any shard's run
-# writes; this one is asked to.
-QUARANTINE_SHARD = 0
 
 
 @dataclass(frozen=True)
@@ -112,15 +108,15 @@ def new_objects(
     return reported, advance(cursor, listed, reported, lookback)
 
 
-def _read_text(s3: Any, bucket: str, key: str) -> str | None:
-    """The object's text; None if it was deleted since the listing."""
+def _read_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object's body; None if it was deleted since the listing."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
             return None
         raise
-    return body.decode("utf-8", errors="replace")
+    return bytes(body)
 
 
 def shards_touched(
@@ -128,19 +124,24 @@ def shards_touched(
 ) -> dict[int, list[LandedObject]]:
     """Shard -> the objects carrying events of its documents, read and parsed as a run would.
 
-    An object with no valid event but some quarantined line goes to QUARANTINE_SHARD; an empty
-    or deleted object touches no shard.
+    An object with a line to quarantine also goes to QUARANTINE_SHARD, whose runs record it; an
+    empty or deleted object touches no shard.
     """
     bucket = contract.source.bucket or ""
     touched: dict[int, list[LandedObject]] = {}
     for landed in objects:
-        text = _read_text(s3, bucket, landed.key)
-        if text is None:
+        body = _read_bytes(s3, bucket, landed.key)
+        if body is None:
+            continue
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            touched.setdefault(QUARANTINE_SHARD, []).append(landed)
             continue
         parsed = list(parse_change_file(contract, f"s3://{bucket}/{landed.key}", text))
         shards = {shard_of(p.doc_id) for p in parsed if isinstance(p, DocumentChange)}
-        if not shards and parsed:
-            shards = {QUARANTINE_SHARD}
+        if any(not isinstance(p, DocumentChange) for p in parsed):
+            shards.add(QUARANTINE_SHARD)
         for shard in sorted(shards):
             touched.setdefault(shard, []).append(landed)
     return dict(sorted(touched.items()))

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnClause, Engine, TableClause, column, select, table
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import (
+    QUARANTINE_SHARD,
     DocumentChange,
     KnownDocument,
     QuarantineEntry,
@@ -67,6 +68,8 @@ def read_table(
             try:
                 change = upsert_from_record(contract, record)
             except RecordError as exc:
+                if shard != QUARANTINE_SHARD:
+                    continue
                 entry = QuarantineEntry(
                     contract.source.table or "", ref, exc.field, exc.reason, repr(record)[:2000]
                 )

@@ -11,7 +11,12 @@ from typing import Any
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import DocumentChange, QuarantineEntry, shard_of
+from mesh_rag_pipelines.sources.documents import (
+    QUARANTINE_SHARD,
+    DocumentChange,
+    QuarantineEntry,
+    shard_of,
+)
 
 
 @dataclass(frozen=True)
@@ -56,16 +61,17 @@ def read_landing_zone(
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            result.quarantined.append(
-                QuarantineEntry(source_ref, "file", None, f"not UTF-8: {exc}", None)
-            )
+            if shard == QUARANTINE_SHARD:
+                result.quarantined.append(
+                    QuarantineEntry(source_ref, "file", None, f"not UTF-8: {exc}", None)
+                )
             result.landed_objects.append((landed.key, landed.etag))
             continue
         for parsed in parse_change_file(contract, source_ref, text):
             if isinstance(parsed, DocumentChange):
                 if shard_of(parsed.doc_id) == shard:
                     result.changes.append(parsed)
-            else:
+            elif shard == QUARANTINE_SHARD:
                 result.quarantined.append(parsed)
         result.landed_objects.append((landed.key, landed.etag))
     return result

@@ -1,0 +1,407 @@
+"""Randomized differential test: incremental runs never diverge from a build from scratch.
+
+Each seeded sequence sends a few documents through a handful of runs of changes: new versions,
+late older versions, duplicates, deletes, older deletes, replays of earlier batches, batches in
+random order, split across shards and across chunk-set calls, with index refreshes of random
+shards in between. A reference model folds the same changes by the version rules:
+
+- within one call the highest version of a document wins, and at equal versions a delete wins;
+- an upsert applies iff its version is newer than the stored one;
+- a delete applies iff its version is newer than the stored one, or equal to a live one;
+- a tombstone keeps its version.
+
+After every call the chunk-set and index counts must equal the model's; after the sequence the
+document state must equal the model's fold, and the index must equal a build from scratch of
+the fold's live documents into a fresh product with an empty cache.
+
+The changes are change-stream events, as landing files carry them; a polled source's changes
+(its current state is the truth) are covered by test_incremental_sequence.py. Vectors come from
+a hashing test double (`hashing_embedder.py`), so that the sequences run in seconds; the real
+model is used by every other test. A divergence names its seed; `run_sequence(engine,
+generate(seed))` replays that sequence alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, Table, func, select
+
+from mesh_rag_pipelines import settings
+from mesh_rag_pipelines.chunking import chunk_document
+from mesh_rag_pipelines.contracts import (
+    ChunkingSpec,
+    DataProductContract,
+    EmbeddingSpec,
+    load_contracts,
+)
+from mesh_rag_pipelines.sources.batch import SourceRead
+from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum, shard_of
+from mesh_rag_pipelines.store.chunk_set import apply_source_read
+from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines.store.index_versions import ensure_index_version
+from mesh_rag_pipelines.store.index_writer import refresh_index
+from mesh_rag_pipelines.store.schema import DocumentState, IndexVersion, index_table
+from mesh_rag_pipelines_tests.hashing_embedder import HashingEmbedder
+from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, index_rows
+
+SEQUENCES = 200
+SHARDS = list(range(settings.SHARD_COUNT))
+WORKERS = 2
+DIMENSIONS = 16
+# Two documents in each of the four shards.
+DOCUMENT_POOL = [f"ticket-{n}" for n in (0, 1, 3, 10, 6, 7, 15, 16)]
+WORDS = (
+    "order refund carrier label parcel tent stove zipper seam warranty return invoice strap",
+    "buckle size colour delay courier damaged missing exchange sleeping bag lantern boots",
+)
+VOCABULARY = " ".join(WORDS).split(" ")
+KINDS = (
+    "upsert_new",
+    "upsert_skipping_a_version",
+    "late_older_version",
+    "upsert_older_again",
+    "duplicate",
+    "delete",
+    "delete_older",
+    "replay_earlier_batch",
+)
+WEIGHTS = (6, 2, 2, 2, 2, 3, 2, 2)
+
+
+SHIPPED_TICKETS = next(c for c in load_contracts() if c.name == "support_tickets")
+
+
+def _contract(name: str) -> DataProductContract:
+    """The shipped ticket product with small chunks and the test double's model identity."""
+    return SHIPPED_TICKETS.model_copy(
+        update={
+            "name": name,
+            "chunking": ChunkingSpec(name="paragraphs", version=1, max_words=20, overlap_words=5),
+            "embedding": EmbeddingSpec(model="hashing-test-double", dimensions=DIMENSIONS),
+        }
+    )
+
+
+CHUNKING = _contract("template").chunking
+
+
+# --- generating sequences ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Apply:
+    shard: int
+    changes: list[DocumentChange]
+
+
+@dataclass(frozen=True)
+class Refresh:
+    shard: int
+
+
+@dataclass
+class GeneratedSequence:
+    seed: int
+    shards: list[int]
+    runs: list[list[Apply | Refresh]] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+
+def _paragraph(rng: random.Random) -> str:
+    return " ".join(rng.choices(VOCABULARY, k=rng.randint(6, 26))).capitalize() + "."
+
+
+def _revised(rng: random.Random, content: str | None) -> str:
+    """A new body: one paragraph edited, the same body (a metadata-only change), or all new."""
+    if content is None or rng.random() < 0.3:
+        return "\n\n".join(_paragraph(rng) for _ in range(rng.randint(1, 3)))
+    paragraphs = content.split("\n\n")
+    if rng.random() < 0.25:
+        return content
+    paragraphs[rng.randrange(len(paragraphs))] = _paragraph(rng)
+    return "\n\n".join(paragraphs)
+
+
+def _upsert(rng: random.Random, doc_id: str, version: int, content: str) -> DocumentChange:
+    title = f"Ticket {doc_id}"
+    metadata = {"status": rng.choice(["open", "pending", "solved"])}
+    return DocumentChange(
+        doc_id=doc_id,
+        version=version,
+        op="upsert",
+        title=title,
+        content=content,
+        metadata=metadata,
+        checksum=document_checksum(title, content, metadata),
+    )
+
+
+def generate(seed: int) -> GeneratedSequence:
+    rng = random.Random(seed)
+    docs = rng.sample(DOCUMENT_POOL, rng.randint(2, 4))
+    sequence = GeneratedSequence(seed, sorted({shard_of(doc) for doc in docs}))
+    top = dict.fromkeys(docs, 0)  # highest version any event of the document has carried
+    history: dict[str, dict[int, DocumentChange]] = {doc: {} for doc in docs}
+    late: list[DocumentChange] = []
+    delivered: list[list[DocumentChange]] = []
+
+    def new_upsert(doc: str, version: int) -> DocumentChange:
+        previous = history[doc][max(history[doc])].content if history[doc] else None
+        change = _upsert(rng, doc, version, _revised(rng, previous))
+        history[doc][version] = change
+        top[doc] = max(top[doc], version)
+        return change
+
+    for _ in range(rng.randint(2, 5)):
+        batch: list[DocumentChange] = []
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.choices(KINDS, WEIGHTS)[0]
+            doc = rng.choice(docs)
+            older = [v for v in history[doc] if v < top[doc]]
+            if kind == "upsert_skipping_a_version":
+                late.append(new_upsert(doc, top[doc] + 1))
+                batch.append(new_upsert(doc, top[doc] + 1))
+            elif kind == "late_older_version" and late:
+                batch.append(late.pop(rng.randrange(len(late))))
+            elif kind == "upsert_older_again" and older:
+                batch.append(history[doc][rng.choice(older)])
+            elif kind == "duplicate" and (batch or delivered):
+                batch.append(rng.choice(batch or rng.choice(delivered)))
+            elif kind == "delete":
+                version = top[doc] if top[doc] and rng.random() < 0.6 else top[doc] + 1
+                top[doc] = version
+                batch.append(DocumentChange(doc, version, "delete"))
+            elif kind == "delete_older" and top[doc] >= 2:
+                batch.append(DocumentChange(doc, rng.randint(1, top[doc] - 1), "delete"))
+            elif kind == "replay_earlier_batch" and delivered:
+                batch.extend(rng.choice(delivered))
+            else:
+                kind = "upsert_new"
+                batch.append(new_upsert(doc, top[doc] + 1))
+            sequence.kinds[kind] += 1
+        rng.shuffle(batch)
+        delivered.append(list(batch))
+        sequence.runs.append(_split(rng, batch, sequence))
+    return sequence
+
+
+def _split(
+    rng: random.Random, batch: list[DocumentChange], sequence: GeneratedSequence
+) -> list[Apply | Refresh]:
+    """One run: a chunk-set call per shard (sometimes two), index refreshes of random shards."""
+    kinds = sequence.kinds
+    per_shard: dict[int, list[DocumentChange]] = {}
+    for change in batch:
+        per_shard.setdefault(shard_of(change.doc_id), []).append(change)
+    actions: list[Apply | Refresh] = []
+    for shard, changes in per_shard.items():
+        if len(changes) > 1 and rng.random() < 0.3:
+            cut = rng.randint(1, len(changes) - 1)
+            actions += [Apply(shard, changes[:cut]), Apply(shard, changes[cut:])]
+            kinds["split_within_a_shard"] += 1
+        else:
+            actions.append(Apply(shard, changes))
+    if len(per_shard) > 1:
+        kinds["spread_over_shards"] += 1
+    refreshed = [shard for shard in sequence.shards if rng.random() < 0.5]
+    kinds["shard_refresh_deferred"] += len(sequence.shards) - len(refreshed)
+    actions += [Refresh(shard) for shard in refreshed]
+    rng.shuffle(actions)
+    return actions
+
+
+# --- the reference model -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    version: int
+    deleted: bool
+    change: DocumentChange
+
+
+@dataclass
+class ReferenceModel:
+    """The version rules of the module docstring, over plain dictionaries."""
+
+    documents: dict[str, StoredDocument] = field(default_factory=dict)
+    indexed: dict[str, int] = field(default_factory=dict)
+    embedded_texts: set[str] = field(default_factory=set)
+
+    def apply(self, changes: list[DocumentChange]) -> dict[str, int]:
+        winners: dict[str, DocumentChange] = {}
+        for change in changes:
+            current = winners.get(change.doc_id)
+            rank = (change.version, change.op == "delete")
+            if current is None or rank > (current.version, current.op == "delete"):
+                winners[change.doc_id] = change
+        counts = {"changed": 0, "deleted": 0, "stale": len(changes) - len(winners)}
+        for change in winners.values():
+            stored = self.documents.get(change.doc_id)
+            if change.op == "upsert":
+                applies = stored is None or change.version > stored.version
+            else:
+                applies = (
+                    stored is None
+                    or change.version > stored.version
+                    or (change.version == stored.version and not stored.deleted)
+                )
+            if not applies:
+                counts["stale"] += 1
+                continue
+            deleted = change.op == "delete"
+            self.documents[change.doc_id] = StoredDocument(change.version, deleted, change)
+            if deleted:
+                counts["deleted"] += int(stored is not None and not stored.deleted)
+                self.indexed.pop(change.doc_id, None)
+            else:
+                counts["changed"] += 1
+        return counts
+
+    def live(self) -> dict[str, StoredDocument]:
+        return {doc: stored for doc, stored in self.documents.items() if not stored.deleted}
+
+    def refresh(self, shard: int) -> dict[str, int]:
+        pending = [
+            (doc, stored)
+            for doc, stored in self.live().items()
+            if shard_of(doc) == shard and self.indexed.get(doc) != stored.version
+        ]
+        texts = {text for _, stored in pending for text in _chunk_texts(stored.change)}
+        missing = texts - self.embedded_texts
+        self.embedded_texts |= texts
+        for doc, stored in pending:
+            self.indexed[doc] = stored.version
+        return {"texts_embedded": len(missing), "documents_indexed": len(pending)}
+
+
+def _chunk_texts(change: DocumentChange) -> list[str]:
+    return [chunk.text for chunk in chunk_document(CHUNKING, change.title, change.content)]
+
+
+# --- running a sequence against the store ------------------------------------------------------
+
+
+def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
+    """Divergences between the store and the model, and between the index and a fresh build."""
+    contract = _contract(f"diff_{sequence.seed:04d}")
+    embedder = HashingEmbedder(f"test-double:hashing:{contract.name}", DIMENSIONS)
+    model = ReferenceModel()
+    divergences: list[str] = []
+    table = _index_table_of(ensure_index_version(engine, contract))
+
+    def check(where: str, expected: Mapping[str, object], actual: Mapping[str, object]) -> None:
+        if expected != actual:
+            divergences.append(f"seed {sequence.seed} {where}: model {expected}, store {actual}")
+
+    def refresh(where: str, shard: int) -> None:
+        result = refresh_index(engine, contract, shard, embedder)
+        actual = {
+            "texts_embedded": result.texts_embedded,
+            "documents_indexed": result.documents_indexed,
+        }
+        check(where, model.refresh(shard), actual)
+
+    for number, run in enumerate(sequence.runs):
+        for action in run:
+            where = f"run {number} {type(action).__name__.lower()} shard {action.shard}"
+            if isinstance(action, Refresh):
+                refresh(where, action.shard)
+                continue
+            result = apply_source_read(
+                engine, contract, action.shard, SourceRead(changes=action.changes)
+            )
+            actual = {
+                "changed": result.documents_changed,
+                "deleted": result.documents_deleted,
+                "stale": result.stale_changes_ignored,
+            }
+            check(where, model.apply(action.changes), actual)
+        tombstoned = [doc for doc, stored in model.documents.items() if stored.deleted]
+        check(f"run {number} rows of deleted documents", {}, _rows_of(engine, table, tombstoned))
+    for shard in sequence.shards:
+        refresh(f"final refresh shard {shard}", shard)
+
+    check("document state", _model_state(model), _stored_state(engine, contract.name))
+    health = index_health(engine, contract.name, contract.chunking.identity)
+    if health is None or not health.consistent:
+        divergences.append(f"seed {sequence.seed}: index health {health}")
+    try:
+        scratch = _build_from_scratch(engine, model, f"{contract.name}_scratch")
+        assert_same_index(index_rows(engine, contract.name), scratch)
+    except AssertionError as exc:
+        divergences.append(f"seed {sequence.seed}: index differs from a build from scratch: {exc}")
+    return divergences
+
+
+def _index_table_of(version: IndexVersion) -> Table:
+    return index_table(version.table_name, version.dimensions, version.distance)
+
+
+def _rows_of(engine: Engine, table: Table, doc_ids: list[str]) -> dict[str, int]:
+    query = (
+        select(table.c.doc_id, func.count())
+        .where(table.c.doc_id.in_(doc_ids))
+        .group_by(table.c.doc_id)
+    )
+    with engine.connect() as conn:
+        return {row[0]: row[1] for row in conn.execute(query)}
+
+
+def _model_state(model: ReferenceModel) -> dict[str, tuple[int, bool]]:
+    return {doc: (stored.version, stored.deleted) for doc, stored in model.documents.items()}
+
+
+def _stored_state(engine: Engine, product: str) -> dict[str, tuple[int, bool]]:
+    query = select(DocumentState.doc_id, DocumentState.version, DocumentState.deleted).where(
+        DocumentState.product == product
+    )
+    with engine.connect() as conn:
+        return {row.doc_id: (row.version, row.deleted) for row in conn.execute(query)}
+
+
+def _build_from_scratch(engine: Engine, model: ReferenceModel, product: str) -> IndexSnapshot:
+    """The fold's live documents, once each, into a fresh product with an empty cache."""
+    contract = _contract(product)
+    embedder = HashingEmbedder(f"test-double:hashing:{contract.name}:scratch", DIMENSIONS)
+    ensure_index_version(engine, contract)
+    live = [stored.change for stored in model.live().values()]
+    for shard in sorted({shard_of(change.doc_id) for change in live}):
+        changes = [change for change in live if shard_of(change.doc_id) == shard]
+        apply_source_read(engine, contract, shard, SourceRead(changes=changes))
+        refresh_index(engine, contract, shard, embedder)
+    return index_rows(engine, contract.name)
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+def test_generated_sequences_exercise_every_kind_of_change_in_every_shard() -> None:
+    kinds: Counter[str] = Counter()
+    for seed in range(SEQUENCES):
+        kinds.update(generate(seed).kinds)
+    assert sorted(Counter(shard_of(doc) for doc in DOCUMENT_POOL).items()) == [
+        (shard, 2) for shard in SHARDS
+    ]
+    assert set(KINDS) <= set(kinds)
+    assert min(kinds.values()) >= 30, kinds
+
+
+def _divergences(engine: Engine, seed: int) -> list[str]:
+    try:
+        return run_sequence(engine, generate(seed))
+    except Exception as exc:  # reported with its seed, with the other sequences' outcomes
+        return [f"seed {seed}: {type(exc).__name__}: {exc}"]
+
+
+def test_incremental_runs_never_diverge_from_a_build_from_scratch(engine: Engine) -> None:
+    # Sequences use products and cache namespaces of their own, so they can run side by side.
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        outcomes = pool.map(lambda seed: _divergences(engine, seed), range(SEQUENCES))
+        divergences = [divergence for outcome in outcomes for divergence in outcome]
+    assert divergences == []
