@@ -1,7 +1,8 @@
 """A PostgreSQL table: upserts by an updated-at watermark, hard deletes by a key-set scan.
 
-Inserts and updates are read with `updated_at >= watermark` (>=, not >, so rows committed later
-with the same timestamp are not skipped; the version guard makes re-reads no-ops). Hard deletes
+Inserts and updates are read with `updated_at >= watermark - WATERMARK_LOOKBACK`, so rows
+committed late with the same or a slightly earlier timestamp are not skipped; re-reading a row
+whose version is already stored costs nothing but the read. Hard deletes
 leave nothing to read by timestamp, so each run also reads the id column of the whole table and
 tombstones the known live ids that are gone: one index-only scan, measured in the README.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnClause, Engine, TableClause, column, select, table
@@ -27,6 +29,9 @@ from mesh_rag_pipelines.sources.documents import (
 )
 
 WATERMARK = "updated_at_watermark"
+# Rows committed late with an earlier updated_at (a long transaction that set now() at its
+# start) are still read if they commit within this window; re-reading a row is a no-op.
+WATERMARK_LOOKBACK = timedelta(minutes=10)
 
 
 def _source_table(contract: DataProductContract) -> TableClause:
@@ -58,7 +63,8 @@ def read_table(
     )
     query = select(*[column(name) for name in wanted]).select_from(source).order_by(updated_at)
     if watermark:
-        query = query.where(updated_at >= watermark)
+        since = datetime.fromisoformat(watermark) - WATERMARK_LOOKBACK
+        query = query.where(updated_at >= since)
     result = SourceRead()
     newest = watermark
     with engine.connect() as conn:
