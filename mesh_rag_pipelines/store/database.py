@@ -13,14 +13,25 @@ from mesh_rag_pipelines.store.schema import SCHEMA, Base
 _SCHEMA_LOCK = 7_340_001  # advisory lock id: concurrent runs create the schema one at a time
 
 
+def psycopg2_url(url: str) -> str:
+    """Name the driver: a bare postgresql:// URL may select psycopg 3 in newer SQLAlchemy."""
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
 def database_url() -> str:
     """The configured database, or the embedded PostgreSQL when none is set."""
     url = os.environ.get(settings.DATABASE_URL)
     if url:
-        return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        return psycopg2_url(url)
     from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
 
     return ensure_embedded_postgres(settings.home() / "pg")
+
+
+@cache
+def source_engine(url: str) -> Engine:
+    """An engine for a source database: read only, so no store schema is created there."""
+    return create_engine(psycopg2_url(url), pool_pre_ping=True, pool_size=2, max_overflow=2)
 
 
 @cache
