@@ -7,6 +7,7 @@ import os
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 from mesh_rag_pipelines import settings
@@ -119,6 +120,8 @@ def demo() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Library deprecation and preview notices are for developers, not for the command's output.
+    warnings.simplefilter("ignore")
     parser = argparse.ArgumentParser(prog="mesh-rag", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="seed sample sources, build everything, run a sample query")

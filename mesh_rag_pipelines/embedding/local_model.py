@@ -13,6 +13,8 @@ from mesh_rag_pipelines.contracts import EmbeddingSpec
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 LOCAL_MODELS = {"all-MiniLM-L6-v2"}
 
