@@ -20,7 +20,7 @@ LOCAL_MODELS = {"all-MiniLM-L6-v2"}
 
 
 class LocalSentenceTransformer:
-    """One loaded model per process; encode() is given all texts of a run in one call.
+    """One loaded model per process; encode() is given a whole batch of a run's texts at once.
 
     sentence-transformers sorts texts by length only within a call, so one large call pads the
     least; the batch size is the model's inner batch, not a network round trip.

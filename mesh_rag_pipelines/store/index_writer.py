@@ -1,18 +1,24 @@
 """Reconcile an index version with the chunk set, one shard at a time.
 
 A run finds the live documents whose indexed version differs from their state, embeds only the
-chunk texts the cache has never seen for this model, and then, per batch of documents in one
-transaction: re-checks each document's state under its lock, deletes its old rows, COPYs the new
-ones and records the indexed version. A document deleted or superseded while its vectors were
-being computed is skipped at that check, so the index never receives a ghost. Because the run
-compares state with what is indexed, a crashed or repeated run simply converges.
+chunk texts neither the cache nor this run has seen for this model, and then, per batch of
+documents in one transaction: re-checks each document's state under its lock, deletes its old
+rows, COPYs the new ones and records the indexed version. A document deleted or superseded while
+its vectors were being computed is skipped at that check, so the index never receives a ghost.
+Because the run compares state with what is indexed, a crashed or repeated run simply converges.
+
+Batches are pipelined: while one batch's vectors go to the cache and the index table (HNSW
+insertion is most of that) on a writer thread, the next batch is embedded. At most one batch is
+in flight, so a failed write stops the run before another batch starts writing.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Row, and_, delete, select
@@ -43,7 +49,9 @@ from mesh_rag_pipelines.store.schema import (
     index_table,
 )
 
-BATCH_DOCUMENTS = 1000
+# Small enough that the last batch's write, the only one not overlapped with embedding, is
+# short; large enough that each model call still sorts hundreds of texts by length.
+BATCH_DOCUMENTS = 250
 _COLUMNS = (
     "doc_id",
     "chunk_no",
@@ -111,22 +119,41 @@ def refresh_index(
         (p.source_updated_at for p in pending if p.source_updated_at), default=None
     )
     chunks = _chunks_of(engine, contract, pending)
-    vectors = _vectors_for(engine, embedder, chunks, result)
-    for start in range(0, len(pending), BATCH_DOCUMENTS):
-        started = time.perf_counter()
-        with engine.begin() as conn:
-            _write_batch(
-                conn,
-                contract,
-                shard,
-                version,
-                pending[start : start + BATCH_DOCUMENTS],
-                chunks,
-                vectors,
-                result,
-            )
-        result.seconds_writing += time.perf_counter() - started
+    seen: dict[str, np.ndarray] = {}
+    store = partial(
+        _store_batch, engine, embedder.model_id, contract, shard, version, chunks, result
+    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer") as writer:
+        writing: Future[None] | None = None
+        for start in range(0, len(pending), BATCH_DOCUMENTS):
+            batch = pending[start : start + BATCH_DOCUMENTS]
+            vectors, new = _vectors_for(engine, embedder, batch, chunks, seen, result)
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(store, batch, vectors, new)
+        if writing is not None:
+            writing.result()
     return result
+
+
+def _store_batch(
+    engine: Engine,
+    model_id: str,
+    contract: DataProductContract,
+    shard: int,
+    version: IndexVersion,
+    chunks: dict[str, list[Row]],
+    result: IndexResult,
+    batch: list[_PendingDocument],
+    vectors: dict[str, np.ndarray],
+    new: dict[str, np.ndarray],
+) -> None:
+    """Cache the batch's new vectors, then write the batch in one transaction."""
+    started = time.perf_counter()
+    store_vectors(engine, model_id, new)
+    with engine.begin() as conn:
+        _write_batch(conn, contract, shard, version, batch, chunks, vectors, result)
+    result.seconds_writing += time.perf_counter() - started
 
 
 def _pending_documents(
@@ -190,22 +217,29 @@ def _chunks_of(
 
 
 def _vectors_for(
-    engine: Engine, embedder: Embedder, chunks: dict[str, list[Row]], result: IndexResult
-) -> dict[str, np.ndarray]:
-    """Cache first; every text the model has never seen goes to it in one call."""
-    texts = {c.text_hash: c.text for doc in chunks.values() for c in doc}
-    vectors = cached_vectors(engine, embedder.model_id, list(texts))
+    engine: Engine,
+    embedder: Embedder,
+    batch: list[_PendingDocument],
+    chunks: dict[str, list[Row]],
+    seen: dict[str, np.ndarray],
+    result: IndexResult,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(vectors of the batch's chunks, the ones embedded now). This run's earlier batches and
+    the cache first; every text the model has never seen goes to it in one call per batch."""
+    texts = {c.text_hash: c.text for p in batch for c in chunks[p.doc_id]}
+    vectors = {h: seen[h] for h in texts if h in seen}
+    vectors.update(cached_vectors(engine, embedder.model_id, [h for h in texts if h not in seen]))
     missing = [h for h in texts if h not in vectors]
-    result.cache_hits = sum(1 for doc in chunks.values() for c in doc) - len(missing)
+    result.cache_hits += sum(len(chunks[p.doc_id]) for p in batch) - len(missing)
+    new: dict[str, np.ndarray] = {}
     if missing:
         started = time.perf_counter()
-        fresh = embedder.embed([texts[h] for h in missing])
-        result.seconds_embedding = time.perf_counter() - started
-        new = dict(zip(missing, fresh, strict=True))
-        store_vectors(engine, embedder.model_id, new)
+        new = dict(zip(missing, embedder.embed([texts[h] for h in missing]), strict=True))
+        result.seconds_embedding += time.perf_counter() - started
         vectors.update(new)
-    result.texts_embedded = len(missing)
-    return vectors
+        seen.update(new)
+    result.texts_embedded += len(missing)
+    return vectors, new
 
 
 def _remove_rows(conn: Connection, version: IndexVersion, doc_ids: list[str]) -> int:

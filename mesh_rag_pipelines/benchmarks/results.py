@@ -1,0 +1,99 @@
+"""results.json: one flat mapping of figures; a benchmark updates only the keys it measured."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "mesh_rag_pipelines_tests" / "benchmarks"
+RESULTS_JSON = RESULTS_DIR / "results.json"
+
+KEYS = (
+    "scifact_ndcg10",
+    "scifact_recall100",
+    "scifact_ndcg10_exact_pg",
+    "overhead_ratio",
+    "writer_vs_copy",
+    "incremental_time_fraction",
+    "incremental_texts_embedded",
+    "incremental_changed_chunk_texts",
+    "noop_texts_embedded",
+    "p50_ms_100k",
+    "p99_ms_100k",
+    "recall10_100k",
+    "p99_ms_100k_acl",
+    "recall10_100k_acl",
+    "p50_ms_1m",
+    "recall10_1m",
+    "freshness_lag_p50_s",
+    "freshness_lag_p95_s",
+    "measured_at",
+)
+
+
+def record(figures: dict[str, Any]) -> dict[str, Any]:
+    """Merge `figures` into results.json (known keys only) and return the whole mapping."""
+    unknown = sorted(set(figures) - set(KEYS))
+    if unknown:
+        raise KeyError(f"not results.json keys: {unknown}; known: {list(KEYS)}")
+    current = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    merged = {key: current.get(key) for key in KEYS}
+    merged.update(figures)
+    merged["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
+def record_details(benchmark: str, details: dict[str, Any]) -> None:
+    """Everything a benchmark measured beyond the headline keys, for RESULTS.md; merged by
+    top-level key, so that `latency --rows 1000000` keeps the 100k figures."""
+    path = RESULTS_DIR / f"{benchmark}.details.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload.update(details)
+    payload.update(machine=machine(), measured_at=datetime.now(UTC).isoformat())
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median and min-max: the machine is shared, so one number alone says little."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import numpy
+    import sentence_transformers
+    import sqlalchemy
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "numpy": numpy.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "load_average": os.getloadavg(),
+    }
