@@ -17,7 +17,7 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.store.index_versions import live_versions
-from mesh_rag_pipelines.store.schema import index_table
+from mesh_rag_pipelines.store.schema import IndexVersion, index_table
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,15 @@ def search(
     return hits[:k]
 
 
-def _search_version(engine, contract, version, vector, k, groups, ef_search):  # type: ignore[no-untyped-def]
+def _search_version(
+    engine: Engine,
+    contract: DataProductContract,
+    version: IndexVersion,
+    vector: list[float],
+    k: int,
+    groups: list[str] | None,
+    ef_search: int,
+) -> list[RetrievedChunk]:
     table = index_table(version.table_name, version.dimensions, version.distance)
     column = table.c.embedding
     distance = {

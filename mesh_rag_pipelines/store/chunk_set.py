@@ -105,11 +105,13 @@ def apply_source_read(
     result = ChunkSetResult(documents_unchanged=read.unchanged, quarantined=len(read.quarantined))
     latest = list(_latest_per_document(read.changes).values())
     result.stale_changes_ignored = len(read.changes) - len(latest)
+    # Progress markers go with the last batch; a run with no changes still records them.
     batches = [latest[i : i + BATCH_DOCUMENTS] for i in range(0, len(latest), BATCH_DOCUMENTS)]
-    for number, batch in enumerate(batches or [[]]):
+    batches = batches or [[]]
+    for number, batch in enumerate(batches, start=1):
         with engine.begin() as conn:
             _apply_batch(conn, contract, shard, batch, result)
-            if number == len(batches or [[]]) - 1:
+            if number == len(batches):
                 _record_progress(conn, contract.name, shard, read)
     return result
 
