@@ -9,9 +9,10 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
+from mesh_rag_pipelines.contracts import DataProductContract, check_contracts, load_contracts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -26,7 +27,11 @@ def _use_repo_dagster_home() -> None:
 
 
 def build(products: list[str] | None = None) -> None:
-    """Run the build job for every shard, in this process, recorded in the Dagster instance."""
+    """Run the build job for every shard, in this process, recorded in the Dagster instance.
+
+    Every shard runs even if another fails (shards are independent); the failures are listed
+    at the end, after each product's whole-index verdict, and the command exits non-zero.
+    """
     import dagster as dg
 
     from mesh_rag_pipelines.definitions import defs
@@ -34,23 +39,116 @@ def build(products: list[str] | None = None) -> None:
 
     _use_repo_dagster_home()
     instance = dg.DagsterInstance.get()
-    job_names = [sync_job_name(_contract(p)) for p in products] if products else [BUILD_ALL]
+    chosen = [_contract(p) for p in products] if products else _contracts()
+    job_names = [sync_job_name(c) for c in chosen] if products else [BUILD_ALL]
+    failures: list[str] = []
     for job_name in job_names:
         job = defs().resolve_job_def(job_name)
         for partition_key in job.partitions_def.get_partition_keys():  # type: ignore[union-attr]
             started = time.perf_counter()
-            outcome = job.execute_in_process(
-                partition_key=partition_key, instance=instance, run_config=_QUIET
-            )
-            status = "ok" if outcome.success else "FAILED"
+            try:
+                outcome = job.execute_in_process(
+                    partition_key=partition_key,
+                    instance=instance,
+                    run_config=_QUIET,
+                    raise_on_error=False,
+                )
+                problems = _run_problems(outcome)
+            except Exception as exc:  # noqa: BLE001 - reported with the others at the end
+                problems = [f"{type(exc).__name__}: {exc}"]
+            status = "ok" if not problems else "FAILED"
             seconds = time.perf_counter() - started
             print(f"{job_name} shard {partition_key}: {status} in {seconds:.1f}s")
-            if not outcome.success:
-                raise SystemExit(1)
+            failures += [f"{job_name} shard {partition_key}: {p}" for p in problems]
+    _print_verdicts(chosen)
+    if failures:
+        print(f"\n{len(failures)} failures:", *failures, sep="\n  ")
+        raise SystemExit(1)
+
+
+def _run_problems(outcome: Any) -> list[str]:
+    """Failed steps, resources and blocking checks of one run, each with its first error line."""
+    problems = []
+    for event in outcome.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is None or event.event_type_value not in _FAILURE_EVENTS:
+            continue
+        where = f"step {event.step_key}" if event.step_key else "resources"
+        problems.append(f"{where} failed: {(error.message.strip().splitlines() or [''])[0]}")
+    problems += [
+        f"check {check.asset_key.to_user_string()}:{check.check_name} failed"
+        for check in outcome.get_asset_check_evaluations()
+        if not check.passed and check.blocking
+    ]
+    if not outcome.success and not problems:
+        problems.append("run failed")
+    return problems
+
+
+_FAILURE_EVENTS = {"STEP_FAILURE", "RESOURCE_INIT_FAILURE"}
+
+
+def _print_verdicts(contracts: list[DataProductContract]) -> None:
+    """The whole-product verdict, which no single shard's run can give."""
+    from mesh_rag_pipelines.connections import store_engine
+    from mesh_rag_pipelines.store.health import index_health
+
+    for contract in contracts:
+        try:
+            health = index_health(store_engine(), contract.name, contract.chunking.identity)
+        except Exception as exc:  # noqa: BLE001 - the failures listed after say why
+            print(f"{contract.name}: no verdict, the store cannot be read ({type(exc).__name__})")
+            continue
+        if health is None:
+            print(f"{contract.name}: no live index")
+            continue
+        verdict = "matches its source" if health.consistent else "DOES NOT match its source"
+        print(
+            f"{contract.name}: index {verdict}: {health.live_documents} documents, "
+            f"{health.rows} rows of {health.expected_rows} expected, "
+            f"{health.missing_documents} documents missing, {health.ghost_rows} ghost rows"
+        )
+
+
+def check(directory: Path | None = None) -> None:
+    """Load every contract and list every problem; exit non-zero if there is one."""
+    contracts, problems = check_contracts(directory or settings.contracts_dir())
+    for contract in contracts:
+        print(f"ok      {contract.name} ({contract.domain}, {contract._origin})")
+    for problem in problems:
+        print(f"INVALID {problem}")
+    if problems:
+        files = len({p.path for p in problems})
+        print(f"\n{len(problems)} problems in {files} contract files")
+        raise SystemExit(1)
+
+
+def quarantine(action: str, products: list[str] | None, source: str | None) -> None:
+    """List quarantined records, or re-drive a product's once their cause is fixed."""
+    from mesh_rag_pipelines.connections import store_engine
+    from mesh_rag_pipelines.store.quarantine import quarantined_records, redrive
+
+    engine = store_engine()
+    if action == "list":
+        records = quarantined_records(engine, products)
+        for r in records:
+            field = f" field {r.field}" if r.field else ""
+            print(f"{r.product}  {r.source_ref}  {r.record_ref}{field}: {r.reason}")
+        print(f"{len(records)} quarantined records")
+        return
+    if not products or len(products) != 1:
+        raise SystemExit("quarantine redrive needs exactly one --product")
+    count = redrive(engine, _contract(products[0]), source)
+    print(f"{products[0]}: {count} quarantined records will be read again; building")
+    build(products)
+
+
+def _contracts() -> list[DataProductContract]:
+    return load_contracts(settings.contracts_dir())
 
 
 def _contract(product: str) -> DataProductContract:
-    contracts = {c.name: c for c in load_contracts(settings.contracts_dir())}
+    contracts = {c.name: c for c in _contracts()}
     if product not in contracts:
         raise SystemExit(f"unknown product {product!r}; known: {', '.join(sorted(contracts))}")
     return contracts[product]
@@ -60,7 +158,7 @@ def query(text: str, products: list[str] | None, groups: list[str] | None, k: in
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.retrieval import search
 
-    contracts = load_contracts(settings.contracts_dir())
+    contracts = _contracts()
     hits = search(store_engine(), contracts, text, k=k, products=products, groups=groups)
     print(f"query: {text}")
     if not hits:
@@ -77,7 +175,7 @@ def seed() -> None:
     from mesh_rag_pipelines.connections import s3_client, store_engine
     from mesh_rag_pipelines.samples import seed_sources
 
-    seeded = seed_sources(load_contracts(settings.contracts_dir()), store_engine(), s3_client())
+    seeded = seed_sources(_contracts(), store_engine(), s3_client())
     for product, count in seeded.items():
         print(f"seeded {product}: {count}")
 
@@ -128,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     build_cmd = commands.add_parser("build", help="build products (every shard)")
     build_cmd.add_argument("--product", action="append")
     commands.add_parser("seed", help="load sample products' seed data into their sources")
+    check_cmd = commands.add_parser("check", help="validate every contract, listing all problems")
+    check_cmd.add_argument("directory", nargs="?", type=Path)
     query_cmd = commands.add_parser("query", help="search the live indexes")
     query_cmd.add_argument("text")
     query_cmd.add_argument("--product", action="append")
@@ -135,6 +235,12 @@ def main(argv: list[str] | None = None) -> None:
         "--group", action="append", help="caller's ACL group (repeatable); none means no ACL filter"
     )
     query_cmd.add_argument("-k", type=int, default=10)
+    quarantine_cmd = commands.add_parser(
+        "quarantine", help="list quarantined records, or read a product's again once fixed"
+    )
+    quarantine_cmd.add_argument("action", choices=["list", "redrive"])
+    quarantine_cmd.add_argument("--product", action="append")
+    quarantine_cmd.add_argument("--source", help="only the records of this file or table")
     services_cmd = commands.add_parser("services", help="embedded PostgreSQL and local S3")
     services_cmd.add_argument("action", choices=["start", "stop"])
     args = parser.parse_args(argv)
@@ -144,8 +250,12 @@ def main(argv: list[str] | None = None) -> None:
         build(args.product)
     elif args.command == "seed":
         seed()
+    elif args.command == "check":
+        check(args.directory)
     elif args.command == "query":
         query(args.text, args.product, args.group, args.k)
+    elif args.command == "quarantine":
+        quarantine(args.action, args.product, args.source)
     elif args.command == "services":
         services(args.action)
 

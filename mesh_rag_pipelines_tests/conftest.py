@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,18 +53,31 @@ def _with_database(url: str, database: str) -> str:
 
 
 @pytest.fixture
-def database_url(server_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+def new_database(server_url: str) -> Iterator[Callable[[], str]]:
+    """Creates fresh, empty databases for one test (URLs); all are dropped after it."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = _with_database(server_url, name)
-    yield url
-    engine_for(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    created: list[tuple[str, str]] = []
+
+    def create() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = _with_database(server_url, name)
+        created.append((name, url))
+        return url
+
+    yield create
+    for name, url in created:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str]) -> str:
+    """A fresh, empty database for one test."""
+    return new_database()
 
 
 @pytest.fixture

@@ -82,7 +82,9 @@ def _contract(name: str) -> DataProductContract:
         update={
             "name": name,
             "chunking": ChunkingSpec(name="paragraphs", version=1, max_words=20, overlap_words=5),
-            "embedding": EmbeddingSpec(model="hashing-test-double", dimensions=DIMENSIONS),
+            "embedding": EmbeddingSpec(
+                provider="openai", model="hashing-test-double", dimensions=DIMENSIONS
+            ),
         }
     )
 

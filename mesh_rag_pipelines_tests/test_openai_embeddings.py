@@ -43,7 +43,7 @@ def test_texts_are_sent_in_batches_and_come_back_in_order_and_normalized(
 
 
 def test_rate_limited_requests_are_retried(server: EmbeddingsServer) -> None:
-    server.fail_next = 2
+    server.faults = ["rate_limited", "rate_limited"]
     embedder = embedder_for(SMALL, api_key="test-key", base_url=server.base_url)
     vectors = embedder.embed(["a", "b"])
     assert vectors.shape == (2, 64)

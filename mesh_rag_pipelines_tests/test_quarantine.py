@@ -16,9 +16,12 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.contracts.loader import load_contract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.index_writer import refresh_index
+from mesh_rag_pipelines.store.quarantine import redrive
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.landing import (
     contract_variant,
@@ -35,6 +38,7 @@ SHARDS = range(settings.SHARD_COUNT)
 GOOD = ticket("TCK-3001", 1, "Stove pump leaks", "Fuel seeps from the pump of my Emberline stove.")
 ALSO_GOOD = ticket("TCK-3002", 2, "Tent pole cracked", "A pole section of my Basin 4 cracked.")
 NO_ID = {**GOOD, "ticket_id": None}
+TABLE = "sample_sources.catalog_products"
 
 # (line, field named in quarantine, reason as a regular expression), per source format
 BAD_LINES: dict[str, list[tuple[str, str | None, str]]] = {
@@ -156,7 +160,7 @@ def test_a_quarantined_line_is_recorded_once_and_not_read_again(
     assert _count(engine, tickets.name) == 1
 
 
-def test_a_landing_file_that_is_not_utf8_is_quarantined_whole(
+def test_a_line_that_is_not_utf8_is_quarantined_naming_the_byte_and_its_column(
     contracts: dict[str, DataProductContract],
     access: SourceAccess,
     engine: Engine,
@@ -164,16 +168,15 @@ def test_a_landing_file_that_is_not_utf8_is_quarantined_whole(
 ) -> None:
     tickets = contracts["support_tickets"]
     key = f"{tickets.source.prefix}batch-latin1.jsonl"
-    event = {"op": "upsert", "data": {**GOOD, "body": "Réchaud"}}
-    body = json.dumps(event, ensure_ascii=False).encode("latin-1")
-    s3.put_object(Bucket=tickets.source.bucket, Key=key, Body=body)
+    line = json.dumps({"op": "upsert", "data": {**GOOD, "body": "Réchaud"}}, ensure_ascii=False)
+    s3.put_object(Bucket=tickets.source.bucket, Key=key, Body=line.encode("latin-1"))
 
     result = refresh_chunk_set(tickets, 0, access)
 
     assert (result.quarantined, result.documents_changed) == (1, 0)
     [(field, reason)] = _quarantine(engine, tickets.name).values()
     assert field is None
-    assert reason.startswith("not UTF-8: 'utf-8' codec can't decode byte 0xe9")
+    assert reason == f"not valid UTF-8: byte 0xe9 at column {line.index('é') + 1}"
 
 
 @pytest.mark.parametrize("source_format", ["jsonl", "dms_csv"])
@@ -204,3 +207,56 @@ def test_quarantine_keeps_no_pii(
     assert set(raws) == {"line 1", "line 2"}
     assert raws["line 1"] is not None and "ada@example.com" not in raws["line 1"]
     assert raws["line 2"] is None
+
+
+def test_a_record_over_the_size_limit_is_indexed_after_the_limit_is_raised_and_a_redrive(
+    products_dir: Path, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+) -> None:
+    contract = contract_variant(products_dir, "tickets_jsonl", "jsonl")
+    long_report = ticket("TCK-3101", 1, "Long report", "The seam tape peeled off again. " * 40_000)
+    land(
+        s3,
+        contract,
+        "batch-0001",
+        [project_event("upsert", long_report), project_event("upsert", GOOD)],
+    )
+    for shard in SHARDS:
+        refresh_chunk_set(contract, shard, access)
+    assert list(_quarantine(engine, contract.name)) == [
+        (f"s3://{contract.source.bucket}/{contract.source.prefix}batch-0001", "line 1")
+    ]
+
+    path = products_dir / "tickets_jsonl.yaml"
+    path.write_text(
+        path.read_text().replace("format: jsonl", "format: jsonl\n  max_record_bytes: 4194304")
+    )
+    raised = load_contract(path)
+    assert redrive(engine, raised) == 1
+    results = [refresh_chunk_set(raised, shard, access) for shard in SHARDS]
+
+    assert sum(r.documents_changed for r in results) == 1
+    assert sum(r.stale_changes_ignored for r in results) == 1  # GOOD again: a no-op
+    assert _quarantine(engine, contract.name) == {}
+
+
+def test_a_table_row_fixed_in_place_is_read_again_after_a_redrive(
+    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine, s3: Any
+) -> None:
+    catalog = contracts["catalog_products"]
+    seed_sources([catalog], engine, s3)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {TABLE} SET description = '' WHERE sku = 'NW-TNT-0019'"))
+    for shard in SHARDS:
+        refresh_chunk_set(catalog, shard, access)
+    assert list(_quarantine(engine, catalog.name).values()) == [
+        ("description", "no text: description hold nothing to index")
+    ]
+    # Fixed without touching updated_at: the watermark alone would never read the row again.
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {TABLE} SET description = 'A tent.' WHERE sku = 'NW-TNT-0019'"))
+
+    assert redrive(engine, catalog) == 1
+    results = [refresh_chunk_set(catalog, shard, access) for shard in SHARDS]
+
+    assert sum(r.documents_changed for r in results) == 1
+    assert _quarantine(engine, catalog.name) == {}

@@ -11,19 +11,55 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 _NAME = r"^[a-z][a-z0-9_]{1,62}$"
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_LONGEST_DURATION = timedelta(days=36500)
+
+# Models the `local` provider serves from installed packages, with their output dimensions.
+LOCAL_MODEL_DIMENSIONS = {"all-MiniLM-L6-v2": 384}
+# The default bound on one record's text and metadata, in UTF-8 bytes (source.max_record_bytes).
+DEFAULT_MAX_RECORD_BYTES = 1_048_576
+
+
+class FieldProblem(ValueError):
+    """A problem with one field, found by a validator that sees several: the loader reports
+    it under that field rather than under the object."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        super().__init__(problem)
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse '90s', '15m', '2h' or '7d'."""
+    """Parse '90s', '15m', '2h' or '7d' (at most 100 years)."""
     match = _DURATION.match(text.strip())
     if not match or int(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a positive duration like '30m', '2h' or '7d'")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    seconds = (
+        int(match.group(1)) * timedelta(**{_DURATION_UNITS[match.group(2)]: 1}).total_seconds()
+    )
+    if seconds > _LONGEST_DURATION.total_seconds():
+        raise ValueError(
+            f"{text!r} is too long; the longest accepted duration is {_LONGEST_DURATION.days}d"
+        )
+    return timedelta(seconds=seconds)
+
+
+def validate_cron(expression: str) -> str:
+    """The grammar Dagster schedules accept: five fields, and a day that exists."""
+    if not croniter.is_valid(expression):
+        raise ValueError(f"{expression!r} is not a valid cron expression")
+    fields, *_ = croniter.expand(expression)
+    if len(fields) != 5:
+        raise ValueError(f"{expression!r} is not a five-field cron expression")
+    days, months = fields[2], fields[3]
+    if months == [2] and set(days) <= {30, 31}:
+        raise ValueError(f"{expression!r} never fires (February has no day {days[0]})")
+    return expression
 
 
 class _Strict(BaseModel):
@@ -45,6 +81,9 @@ class SourceSpec(_Strict):
     prefix: str | None = None
     format: Literal["jsonl", "debezium", "dms_csv"] = "jsonl"
     dms_columns: list[str] = []
+    # A record whose text and metadata exceed this many UTF-8 bytes is quarantined, whatever
+    # the source kind or format.
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=256 * 1_048_576)
     # seed data shipped with a sample product, loaded into the source by `mesh-rag demo`
     seed: str | None = None
 
@@ -57,9 +96,13 @@ class SourceSpec(_Strict):
         }[self.kind]
         for name in required:
             if not getattr(self, name):
-                raise ValueError(f"source kind {self.kind!r} requires field 'source.{name}'")
+                raise FieldProblem(
+                    name, f"source kind {self.kind!r} requires field 'source.{name}'"
+                )
         if self.format == "dms_csv" and not self.dms_columns:
-            raise ValueError("source format 'dms_csv' requires 'source.dms_columns'")
+            raise FieldProblem(
+                "dms_columns", "source format 'dms_csv' requires 'source.dms_columns'"
+            )
         return self
 
 
@@ -87,9 +130,7 @@ class FreshnessSpec(_Strict):
     @field_validator("poll_cron")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:
-            raise ValueError(f"{value!r} is not a five-field cron expression")
-        return value
+        return None if value is None else validate_cron(value)
 
     @property
     def sla_timedelta(self) -> timedelta:
@@ -101,6 +142,17 @@ class ChunkingSpec(_Strict):
     version: int = Field(ge=1)
     max_words: int = Field(default=180, ge=20, le=2000)
     overlap_words: int = Field(default=20, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_leaves_progress(self) -> ChunkingSpec:
+        # Each chunk advances by max_words - overlap_words; more overlap multiplies chunks.
+        if self.overlap_words * 2 > self.max_words:
+            raise FieldProblem(
+                "overlap_words",
+                f"overlap_words ({self.overlap_words}) must be at most half of "
+                f"max_words ({self.max_words})",
+            )
+        return self
 
     @property
     def identity(self) -> str:
@@ -114,6 +166,23 @@ class EmbeddingSpec(_Strict):
     distance: Literal["cosine", "inner_product", "l2"] = "cosine"
     revision: str = "1"
 
+    @model_validator(mode="after")
+    def _local_model_exists(self) -> EmbeddingSpec:
+        if self.provider != "local":
+            return self
+        if self.model not in LOCAL_MODEL_DIMENSIONS:
+            raise FieldProblem(
+                "model",
+                f"{self.model!r} is not a local model; installed: {sorted(LOCAL_MODEL_DIMENSIONS)}",
+            )
+        actual = LOCAL_MODEL_DIMENSIONS[self.model]
+        if actual != self.dimensions:
+            raise FieldProblem(
+                "dimensions",
+                f"local model {self.model!r} has {actual} dimensions, not {self.dimensions}",
+            )
+        return self
+
     @property
     def model_id(self) -> str:
         """Identity of the vectors: two specs with the same id produce interchangeable vectors."""
@@ -123,7 +192,7 @@ class EmbeddingSpec(_Strict):
 class RetrievalSpec(_Strict):
     max_age: str | None = None
     allowed_document_types: list[str] = []
-    min_score: float = 0.0
+    min_score: float = Field(default=0.0, allow_inf_nan=False)
 
     @field_validator("max_age")
     @classmethod
@@ -169,10 +238,19 @@ class DataProductContract(_Strict):
 
     @model_validator(mode="after")
     def _pii_never_indexed(self) -> DataProductContract:
-        indexed = set(self.record_schema.text_fields) | set(self.record_schema.metadata_fields)
-        if self.record_schema.title_field:
-            indexed.add(self.record_schema.title_field)
+        schema = self.record_schema
+        if schema.id_field in self.pii_fields:
+            raise FieldProblem(
+                "pii_fields",
+                f"{schema.id_field!r} is the id field: every index row carries it, so it "
+                "cannot be PII; use a surrogate key as the id",
+            )
+        indexed = set(schema.text_fields) | set(schema.metadata_fields)
+        if schema.title_field:
+            indexed.add(schema.title_field)
         leaked = sorted(indexed & set(self.pii_fields))
         if leaked:
-            raise ValueError(f"PII fields {leaked} must not be text, title or metadata fields")
+            raise FieldProblem(
+                "pii_fields", f"PII fields {leaked} must not be text, title or metadata fields"
+            )
         return self

@@ -3,12 +3,15 @@
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import embeddings_key
+from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key
+from mesh_rag_pipelines.defs.partitions import shard_number
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.retrieval import search
 from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines.store.quarantine import quarantined_records
 
 GOLDEN_K = 5
+QUARANTINE_SHOWN = 20
 
 
 def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefinition]:
@@ -18,15 +21,25 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
         asset=key,
         name="index_matches_source",
         blocking=True,
-        description="No ghost rows, no missing documents, one row per chunk.",
+        description=(
+            "No ghost rows, no missing documents, one row per chunk: in the shard the run "
+            "materialized, or in the whole product when the run had no shard."
+        ),
     )
-    def index_matches_source(index_store: IndexStore) -> dg.AssetCheckResult:
-        health = index_health(index_store.engine, contract.name, contract.chunking.identity)
+    def index_matches_source(
+        context: dg.AssetCheckExecutionContext, index_store: IndexStore
+    ) -> dg.AssetCheckResult:
+        # Judge only what this run materialized: other shards may be mid-run or not yet built.
+        shard = shard_number(context.partition_key) if context.has_partition_key else None
+        health = index_health(
+            index_store.engine, contract.name, contract.chunking.identity, shard=shard
+        )
         if health is None:
             return dg.AssetCheckResult(passed=False, metadata={"reason": "no live index version"})
         return dg.AssetCheckResult(
             passed=health.ghost_rows == 0 and health.rows == health.expected_rows,
             metadata={
+                "shard": context.partition_key if shard is not None else "all",
                 "live_documents": health.live_documents,
                 "ghost_rows": health.ghost_rows,
                 "rows": health.rows,
@@ -50,7 +63,28 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
             metadata={"lag_seconds": round(lag, 1), "sla_seconds": sla.total_seconds()},
         )
 
-    checks = [index_matches_source, freshness_within_sla]
+    @dg.asset_check(
+        asset=chunks_key(contract),
+        name="no_quarantined_records",
+        description=(
+            "Every source record became a document; quarantined ones are listed with the "
+            "reason (re-drive them with `mesh-rag quarantine redrive` once fixed)."
+        ),
+    )
+    def no_quarantined_records(index_store: IndexStore) -> dg.AssetCheckResult:
+        records = quarantined_records(index_store.engine, [contract.name])
+        rows = [
+            f"| {r.source_ref} | {r.record_ref} | {r.field or ''} | {r.reason} |"
+            for r in records[:QUARANTINE_SHOWN]
+        ]
+        table = "\n".join(["| source | record | field | reason |", "|---|---|---|---|", *rows])
+        return dg.AssetCheckResult(
+            passed=not records,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"quarantined": len(records), "records": dg.MetadataValue.md(table)},
+        )
+
+    checks = [index_matches_source, freshness_within_sla, no_quarantined_records]
     if contract.golden_queries:
 
         @dg.asset_check(

@@ -9,6 +9,7 @@ import numpy as np
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import EmbeddingSpec
+from mesh_rag_pipelines.embedding.verify import EmbeddingReplyError, expectation, reply_problem
 
 
 class Embedder(Protocol):
@@ -18,6 +19,22 @@ class Embedder(Protocol):
     dimensions: int
 
     def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def embed_checked(embedder: Embedder, texts: list[str], product: str) -> np.ndarray:
+    """The embedder's vectors for `texts`, verified whatever the embedder; errors name the
+    product, so a failed run says whose index was being built."""
+    try:
+        vectors = embedder.embed(texts)
+    except EmbeddingReplyError as exc:
+        raise EmbeddingReplyError(f"product {product}: {exc}") from exc
+    problem = reply_problem(vectors, len(texts), embedder.dimensions)
+    if problem:
+        raise EmbeddingReplyError(
+            f"product {product}: embedding model {embedder.model_id}: "
+            f"{expectation(len(texts), embedder.dimensions)}, {problem}"
+        )
+    return vectors
 
 
 def embedder_for(

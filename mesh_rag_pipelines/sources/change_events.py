@@ -1,15 +1,15 @@
 """Parsers for change-event files: the project's JSON Lines, Debezium JSON and AWS DMS CSV.
 
-Each line becomes a DocumentChange or a QuarantineEntry naming the line, the field and the
-reason; one bad line never stops the others.
+A file is decoded and parsed one record at a time: each record becomes a DocumentChange or a
+QuarantineEntry naming the line, the field and the reason. Nothing one record holds (bytes that
+are not UTF-8, a stray quote, a value PostgreSQL cannot store) reaches another record.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from mesh_rag_pipelines.sources.documents import (
     parse_timestamp,
     parse_version,
     record_id,
+    storable,
     upsert_from_record,
 )
 
@@ -45,6 +46,10 @@ def _json_object(line: str) -> dict[str, Any]:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         raise RecordError(None, f"invalid JSON: {exc.msg} at column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise RecordError(None, "invalid JSON: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise RecordError(None, f"invalid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise RecordError(None, f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -103,10 +108,9 @@ def _with_event_time(
 def _dms_row(contract: DataProductContract, line: str) -> DocumentChange:
     """AWS DMS CSV: first column Op (I/U/D), then the table's columns in `source.dms_columns`."""
     columns = contract.source.dms_columns
-    try:
-        row = next(csv.reader(io.StringIO(line)))
-    except (csv.Error, StopIteration) as exc:
-        raise RecordError(None, f"invalid CSV: {exc}") from exc
+    row = csv_fields(line)
+    if row is None:
+        raise RecordError(None, "invalid CSV: a quote opens a value that is never closed")
     if len(row) != len(columns) + 1:
         raise RecordError(None, f"expected {len(columns) + 1} CSV columns, got {len(row)}")
     op = row[0]
@@ -127,40 +131,132 @@ PARSERS: dict[str, Callable[[DataProductContract, str], DocumentChange]] = {
 }
 
 
-def _records(body: str, quoted_line_breaks: bool) -> Iterator[tuple[int, str]]:
-    """(number of its first line, text) of each record.
+def csv_fields(record: str) -> list[str] | None:
+    """The fields of one RFC 4180 record, or None if its quoting is broken.
 
-    Records end at "\n" only: str.splitlines() would also cut at characters that JSON strings
-    may hold unescaped, such as U+2028. A CSV value in double quotes may hold line breaks (DMS
-    quotes them per RFC 4180), so a CSV record ends only where its quotes balance.
+    A quote opens a quoted field only at the start of a field; anywhere else it is text, as in
+    DMS output. A quoted field must close, and its closing quote must end the field: a stray
+    quote makes the record malformed rather than swallowing the lines after it.
     """
-    start = quotes = 0
-    pending: list[str] = []
-    for number, line in enumerate(body.split("\n"), start=1):
-        if not pending:
-            start = number
-        pending.append(line.removesuffix("\r"))
-        quotes += line.count('"')
-        if quoted_line_breaks and quotes % 2:
+    fields: list[str] = []
+    current: list[str] = []
+    quoted, at_start = False, True
+    i = 0
+    while i < len(record):
+        char = record[i]
+        if quoted:
+            if char == '"' and record[i + 1 : i + 2] == '"':
+                current.append('"')
+                i += 1
+            elif char == '"':
+                if record[i + 1 : i + 2] not in ("", ","):
+                    return None
+                quoted = False
+            else:
+                current.append(char)
+        elif char == '"' and at_start:
+            quoted = True
+        elif char == ",":
+            fields.append("".join(current))
+            current = []
+            at_start = True
+            i += 1
             continue
-        yield start, "\n".join(pending)
-        pending, quotes = [], 0
-    if pending:
-        yield start, "\n".join(pending)
+        else:
+            current.append(char)
+        at_start = False
+        i += 1
+    if quoted:
+        return None
+    fields.append("".join(current))
+    return fields
+
+
+def _inside_quotes_after(line: str, quoted: bool) -> bool:
+    """Whether a quoted value is still open at the end of `line`, given its state at the start
+    (a line outside quotes starts a field)."""
+    at_start = True
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if quoted:
+            if char == '"' and line[i + 1 : i + 2] == '"':
+                i += 1
+            elif char == '"':
+                quoted = False
+        elif char == '"' and at_start:
+            quoted = True
+        at_start = char == "," and not quoted
+        i += 1
+    return quoted
+
+
+def _csv_records(lines: list[str], expected_fields: int) -> Iterator[tuple[int, str]]:
+    """(number of its first line, text) of each CSV record.
+
+    A quoted value may hold line breaks (DMS quotes them per RFC 4180), so a record whose quote
+    is still open at the end of its line takes the following lines until it closes. If it never
+    closes, or the joined lines do not make a row of `expected_fields`, the quote was a stray:
+    the line is a record of its own (and is quarantined) and reading resumes at the next line.
+    """
+    i = 0
+    while i < len(lines):
+        end = i
+        quoted = _inside_quotes_after(lines[i], False)
+        while quoted and end + 1 < len(lines):
+            end += 1
+            quoted = _inside_quotes_after(lines[end], True)
+        joined = "\n".join(lines[i : end + 1])
+        row = None if quoted else csv_fields(joined)
+        if end == i or (row is not None and len(row) == expected_fields):
+            yield i + 1, joined
+            i = end + 1
+        else:
+            yield i + 1, lines[i]
+            i += 1
+
+
+def _records(contract: DataProductContract, text: str) -> Iterator[tuple[int, str]]:
+    """Records end at "\n" only: str.splitlines() would also cut at characters that JSON strings
+    may hold unescaped, such as U+2028."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if contract.source.format == "dms_csv":
+        yield from _csv_records(lines, len(contract.source.dms_columns) + 1)
+    else:
+        yield from enumerate(lines, start=1)
+
+
+def _check_decoded(line: str) -> None:
+    """Bytes that were not UTF-8 were decoded as lone surrogates (surrogateescape)."""
+    for column, char in enumerate(line, start=1):
+        if "\udc80" <= char <= "\udcff":
+            byte = ord(char) - 0xDC00
+            raise RecordError(None, f"not valid UTF-8: byte 0x{byte:02x} at column {column}")
 
 
 def parse_change_file(
-    contract: DataProductContract, source_ref: str, body: str
+    contract: DataProductContract, source_ref: str, body: bytes
 ) -> Iterator[ParsedLine]:
+    """Each record of a change file, parsed or quarantined; no record can fail the file."""
     parse = PARSERS[contract.source.format]
-    for number, line in _records(body, quoted_line_breaks=contract.source.format == "dms_csv"):
+    text = body.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    for number, line in _records(contract, text):
         if not line.strip():
             continue
+        record_ref = f"line {number}"
         try:
-            yield parse(contract, line)
+            _check_decoded(line)
+            change = parse(contract, line)
         except RecordError as exc:
-            raw = redacted(contract, line)
-            yield QuarantineEntry(source_ref, f"line {number}", exc.field, exc.reason, raw)
+            yield QuarantineEntry(
+                source_ref, record_ref, exc.field, storable(exc.reason), redacted(contract, line)
+            )
+            continue
+        except Exception as exc:  # noqa: BLE001 - whatever a record does, it is quarantined
+            reason = storable(f"unreadable record: {type(exc).__name__}: {exc}")[:2000]
+            yield QuarantineEntry(source_ref, record_ref, None, reason, None)
+            continue
+        yield replace(change, source_ref=source_ref, record_ref=record_ref)
 
 
 def _without(value: Any, fields: set[str]) -> Any:
@@ -179,19 +275,21 @@ def redacted(contract: DataProductContract, line: str) -> str | None:
     """
     pii = set(contract.pii_fields)
     if not pii:
-        return line[:4000]
+        return storable(line[:4000])
     if contract.source.format == "dms_csv":
-        try:
-            row = next(csv.reader(io.StringIO(line)))
-        except (csv.Error, StopIteration):
-            return None
-        if len(row) != len(contract.source.dms_columns) + 1:
+        row = csv_fields(line)
+        if row is None or len(row) != len(contract.source.dms_columns) + 1:
             return None
         hidden = {i + 1 for i, name in enumerate(contract.source.dms_columns) if name in pii}
-        out = io.StringIO()
-        csv.writer(out).writerow(["" if i in hidden else v for i, v in enumerate(row)])
-        return out.getvalue().rstrip("\r\n")[:4000]
+        kept = ["" if i in hidden else value for i, value in enumerate(row)]
+        return storable(",".join(_csv_quoted(value) for value in kept)[:4000])
     try:
-        return json.dumps(_without(json.loads(line), pii))[:4000]
-    except json.JSONDecodeError:
+        return storable(json.dumps(_without(json.loads(line), pii))[:4000])
+    except (ValueError, RecursionError):
         return None
+
+
+def _csv_quoted(value: str) -> str:
+    if any(char in value for char in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value

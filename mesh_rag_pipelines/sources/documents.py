@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +14,10 @@ from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# PostgreSQL bigint; the version column and every comparison of versions use it.
+_VERSION_RANGE = range(-(2**63), 2**63)
+# A btree key (document ids are primary keys) must stay well under PostgreSQL's ~2.7 kB limit.
+MAX_ID_BYTES = 512
 
 # Every shard's run reads a whole landing file or table; records that become no document are
 # recorded by this shard's runs only, so each is quarantined and counted once.
@@ -46,6 +51,9 @@ class DocumentChange:
     metadata: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""
     observed: bool = False
+    # Where the change was read: named in quarantine if the store refuses it.
+    source_ref: str = ""
+    record_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,15 +80,22 @@ def shard_of(doc_id: str, shard_count: int = settings.SHARD_COUNT) -> int:
 
 
 def parse_timestamp(value: Any, field_name: str) -> datetime:
+    """An aware UTC datetime; one that UTC cannot represent is refused here, not on read-back."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
+        parsed = value
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise RecordError(field_name, f"{value!r} is not an ISO-8601 timestamp") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise RecordError(field_name, f"expected a timestamp, got {type(value).__name__}")
+            raise RecordError(field_name, f"{_shown(value)} is not an ISO-8601 timestamp") from exc
+    else:
+        raise RecordError(field_name, f"expected a timestamp, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise RecordError(field_name, f"{_shown(value)} is out of range in UTC") from exc
 
 
 def parse_version(value: Any, field_name: str) -> int:
@@ -88,13 +103,17 @@ def parse_version(value: Any, field_name: str) -> int:
     if isinstance(value, bool) or value is None:
         raise RecordError(field_name, f"expected an integer or timestamp version, got {value!r}")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    moment = parse_timestamp(value, field_name)
-    return (moment - _EPOCH) // _MICROSECOND
+        version = value
+    elif (isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
+        isinstance(value, float) and value.is_integer()
+    ):
+        version = int(value)
+    else:
+        moment = parse_timestamp(value, field_name)
+        version = (moment - _EPOCH) // _MICROSECOND
+    if version not in _VERSION_RANGE:
+        raise RecordError(field_name, f"{_shown(value)} is out of range for a 64-bit version")
+    return version
 
 
 _MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
@@ -105,26 +124,82 @@ def document_checksum(title: str | None, content: str, metadata: Mapping[str, An
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as an error message may quote it: short, and storable as PostgreSQL text."""
+    shown = repr(value)
+    return storable(shown if len(shown) <= limit else shown[:limit] + "...")
+
+
+def storable(text: str) -> str:
+    """`text` with what PostgreSQL text cannot hold (NUL, lone surrogates) spelled as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def checked_text(value: str, field_name: str | None) -> str:
+    """Text PostgreSQL can store: no NUL character, no lone UTF-16 surrogate."""
+    if "\x00" in value:
+        raise RecordError(field_name, "contains a NUL (0x00) character, which text cannot hold")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordError(
+            field_name, f"contains a lone surrogate ({value[exc.start]!r}), which is not text"
+        ) from exc
+    return value
+
+
+def checked_json(value: Any, field_name: str) -> Any:
+    """A metadata value PostgreSQL's jsonb can store, at any depth."""
+    if isinstance(value, str):
+        return checked_text(value, field_name)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(field_name, f"{value!r} is not a finite number")
+    if isinstance(value, dict):
+        return {
+            checked_text(str(key), field_name): checked_json(item, field_name)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [checked_json(item, field_name) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return checked_text(str(value), field_name)
+
+
 def _text(record: Mapping[str, Any], name: str) -> str:
     value = record.get(name)
     if value is None:
         return ""
     if not isinstance(value, str | int | float):
         raise RecordError(name, f"expected text, got {type(value).__name__}")
-    return str(value)
+    return checked_text(str(value), name)
 
 
 def record_id(contract: DataProductContract, record: Mapping[str, Any]) -> str:
-    value = record.get(contract.record_schema.id_field)
+    name = contract.record_schema.id_field
+    value = record.get(name)
     if value is None or value == "":
-        raise RecordError(contract.record_schema.id_field, "missing document id")
-    if not isinstance(value, str | int):
-        raise RecordError(contract.record_schema.id_field, f"expected a string id, got {value!r}")
-    return str(value)
+        raise RecordError(name, "missing document id")
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise RecordError(name, f"expected a string id, got {_shown(value)}")
+    doc_id = checked_text(str(value), name)
+    if len(doc_id.encode()) > MAX_ID_BYTES:
+        raise RecordError(name, f"the id is longer than {MAX_ID_BYTES} bytes")
+    return doc_id
+
+
+def _record_size(title: str | None, content: str, metadata: Mapping[str, Any]) -> int:
+    """UTF-8 bytes of what a document keeps of its record: the measure of max_record_bytes."""
+    encoded = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+    return len(content.encode()) + len((title or "").encode()) + len(encoded.encode())
 
 
 def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any]) -> DocumentChange:
-    """Map a source record onto a document; PII fields never leave this function."""
+    """Map a source record onto a document; PII fields never leave this function.
+
+    Every value is checked here, so that nothing PostgreSQL would refuse (NUL, lone surrogates,
+    non-finite numbers, out-of-range versions or timestamps) gets past the record it came in.
+    """
     schema = contract.record_schema
     doc_id = record_id(contract, record)
     if schema.version_field not in record:
@@ -134,10 +209,28 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
     updated_at = (
         parse_timestamp(updated_raw, schema.updated_at_field) if updated_raw is not None else None
     )
-    parts = [_text(record, name) for name in schema.text_fields]
-    content = "\n\n".join(part for part in parts if part.strip())
+    parts = {name: _text(record, name) for name in schema.text_fields}
+    content = "\n\n".join(part for part in parts.values() if part.strip())
+    if not content:
+        raise RecordError(
+            schema.text_fields[0] if len(parts) == 1 else "text_fields",
+            f"no text: {', '.join(schema.text_fields)} hold nothing to index",
+        )
     title = _text(record, schema.title_field) or None if schema.title_field else None
-    metadata = {name: record.get(name) for name in schema.metadata_fields if name in record}
+    metadata = {
+        name: checked_json(json.loads(json.dumps(record[name], default=str)), name)
+        for name in schema.metadata_fields
+        if name in record
+    }
+    size = _record_size(title, content, metadata)
+    limit = contract.source.max_record_bytes
+    if size > limit:
+        largest = max(parts, key=lambda name: len(parts[name]))
+        raise RecordError(
+            largest,
+            f"the record holds {size:,} bytes of text and metadata, more than the contract's "
+            f"source.max_record_bytes ({limit:,})",
+        )
     return DocumentChange(
         doc_id=doc_id,
         version=version,
@@ -145,6 +238,6 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
         source_updated_at=updated_at,
         title=title,
         content=content,
-        metadata=json.loads(json.dumps(metadata, default=str)),
+        metadata=metadata,
         checksum=document_checksum(title, content, metadata),
     )

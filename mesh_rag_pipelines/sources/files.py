@@ -18,6 +18,7 @@ from mesh_rag_pipelines.sources.documents import (
     QuarantineEntry,
     RecordError,
     shard_of,
+    storable,
     upsert_from_record,
 )
 
@@ -67,18 +68,22 @@ def read_files(
         seen.add(doc_id)
         try:
             change = upsert_from_record(contract, file_record(root, path))
-        except (RecordError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "reason", str(exc))
-            result.quarantined.append(
-                QuarantineEntry(str(path), doc_id, getattr(exc, "field", None), reason, None)
-            )
+        except RecordError as exc:
+            entry = QuarantineEntry(str(path), doc_id, exc.field, storable(exc.reason), None)
+            result.quarantined.append(entry)
+            continue
+        except Exception as exc:  # noqa: BLE001 - whatever a file holds, it is quarantined
+            reason = storable(f"unreadable file: {type(exc).__name__}: {exc}")[:2000]
+            result.quarantined.append(QuarantineEntry(str(path), doc_id, None, reason, None))
             continue
         previous = known.get(doc_id)
         if previous and not previous.deleted and previous.checksum == change.checksum:
             result.unchanged += 1
             continue
         version = previous.version + 1 if previous else 1
-        result.changes.append(replace(change, version=version, observed=True))
+        result.changes.append(
+            replace(change, version=version, observed=True, source_ref=str(path), record_ref=doc_id)
+        )
     for doc_id, previous in known.items():
         if doc_id not in seen and not previous.deleted:
             result.changes.append(DocumentChange(doc_id, previous.version, "delete", observed=True))

@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.change_events import parse_change_file
 from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD, DocumentChange, shard_of
-from mesh_rag_pipelines.sources.s3_landing import LandedObject
+from mesh_rag_pipelines.sources.s3_landing import LandedObject, read_object
 
 LOOKBACK = timedelta(minutes=15)
 
@@ -108,17 +106,6 @@ def new_objects(
     return reported, advance(cursor, listed, reported, lookback)
 
 
-def _read_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
-    """The object's body; None if it was deleted since the listing."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
-            return None
-        raise
-    return bytes(body)
-
-
 def shards_touched(
     contract: DataProductContract, s3: Any, objects: Iterable[LandedObject]
 ) -> dict[int, list[LandedObject]]:
@@ -130,15 +117,10 @@ def shards_touched(
     bucket = contract.source.bucket or ""
     touched: dict[int, list[LandedObject]] = {}
     for landed in objects:
-        body = _read_bytes(s3, bucket, landed.key)
+        body = read_object(s3, bucket, landed.key)
         if body is None:
             continue
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            touched.setdefault(QUARANTINE_SHARD, []).append(landed)
-            continue
-        parsed = list(parse_change_file(contract, f"s3://{bucket}/{landed.key}", text))
+        parsed = list(parse_change_file(contract, f"s3://{bucket}/{landed.key}", body))
         shards = {shard_of(p.doc_id) for p in parsed if isinstance(p, DocumentChange)}
         if any(not isinstance(p, DocumentChange) for p in parsed):
             shards.add(QUARANTINE_SHARD)

@@ -25,6 +25,7 @@ from mesh_rag_pipelines.sources.documents import (
     QuarantineEntry,
     RecordError,
     shard_of,
+    storable,
     upsert_from_record,
 )
 
@@ -66,20 +67,26 @@ def read_table(
         since = datetime.fromisoformat(watermark) - WATERMARK_LOOKBACK
         query = query.where(updated_at >= since)
     result = SourceRead()
+    table_name = contract.source.table or ""
     newest = watermark
     with engine.connect() as conn:
         for row in conn.execute(query).mappings():
             record = dict(row)
-            ref = str(record.get(fields.id_field))
+            ref = storable(str(record.get(fields.id_field)))[:200]
             try:
                 change = upsert_from_record(contract, record)
-            except RecordError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever a row holds, it is quarantined
                 if shard != QUARANTINE_SHARD:
                     continue
-                entry = QuarantineEntry(
-                    contract.source.table or "", ref, exc.field, exc.reason, repr(record)[:2000]
+                field, reason = (
+                    (exc.field, exc.reason)
+                    if isinstance(exc, RecordError)
+                    else (None, f"unreadable row: {type(exc).__name__}: {exc}")
                 )
-                result.quarantined.append(entry)
+                raw = storable(repr(record)[:2000])
+                result.quarantined.append(
+                    QuarantineEntry(table_name, ref, field, storable(reason), raw)
+                )
                 continue
             stamp = record[fields.updated_at_field]
             stamp_text = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
@@ -90,7 +97,9 @@ def read_table(
             if previous and previous.version == change.version and not previous.deleted:
                 result.unchanged += 1
                 continue
-            result.changes.append(replace(change, observed=True))
+            result.changes.append(
+                replace(change, observed=True, source_ref=table_name, record_ref=ref)
+            )
         ids = conn.execute(select(id_col).select_from(source)).scalars()
         live_ids = {str(value) for value in ids}
     for doc_id, previous in known.items():

@@ -8,15 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import (
-    QUARANTINE_SHARD,
-    DocumentChange,
-    QuarantineEntry,
-    shard_of,
-)
+from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD, DocumentChange, shard_of
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,17 @@ def list_landed_objects(
             yield LandedObject(item["Key"], item["ETag"].strip('"'), item["LastModified"])
 
 
+def read_object(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object's body; None if it was deleted since the listing."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+            return None
+        raise
+    return bytes(body)
+
+
 def read_landing_zone(
     contract: DataProductContract, s3: Any, shard: int, applied: AbstractSet[tuple[str, str]]
 ) -> SourceRead:
@@ -53,21 +61,11 @@ def read_landing_zone(
     for landed in list_landed_objects(s3, bucket, prefix):
         if (landed.key, landed.etag) in applied:
             continue
-        try:
-            body = s3.get_object(Bucket=bucket, Key=landed.key)["Body"].read()
-        except s3.exceptions.NoSuchKey:
+        body = read_object(s3, bucket, landed.key)
+        if body is None:
             continue
         source_ref = f"s3://{bucket}/{landed.key}"
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if shard == QUARANTINE_SHARD:
-                result.quarantined.append(
-                    QuarantineEntry(source_ref, "file", None, f"not UTF-8: {exc}", None)
-                )
-            result.landed_objects.append((landed.key, landed.etag))
-            continue
-        for parsed in parse_change_file(contract, source_ref, text):
+        for parsed in parse_change_file(contract, source_ref, body):
             if isinstance(parsed, DocumentChange):
                 if shard_of(parsed.doc_id) == shard:
                     result.changes.append(parsed)

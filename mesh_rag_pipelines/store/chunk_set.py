@@ -10,24 +10,31 @@ the document, and replaying any change is a no-op.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
-from mesh_rag_pipelines.sources.documents import DocumentChange, KnownDocument, shard_of
+from mesh_rag_pipelines.sources.documents import (
+    DocumentChange,
+    KnownDocument,
+    QuarantineEntry,
+    shard_of,
+    storable,
+)
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.locks import lock_documents
+from mesh_rag_pipelines.store.quarantine import record_quarantined
 from mesh_rag_pipelines.store.schema import (
     Chunk,
     DocumentState,
     IndexedDocument,
     LandingObject,
-    QuarantinedRecord,
     SourceCursor,
     index_table,
 )
@@ -102,18 +109,71 @@ def _applies(change: DocumentChange, stored: KnownDocument | None) -> bool:
 def apply_source_read(
     engine: Engine, contract: DataProductContract, shard: int, read: SourceRead
 ) -> ChunkSetResult:
-    result = ChunkSetResult(documents_unchanged=read.unchanged, quarantined=len(read.quarantined))
+    """Apply a shard's changes in batches, then record the read's progress markers.
+
+    A change the database refuses (a value validation let through) is quarantined alone: its
+    batch is retried one change per transaction, so the others, deletes included, still apply.
+    Progress is recorded after the changes: a crash in between re-reads, it never skips.
+    """
+    result = ChunkSetResult(documents_unchanged=read.unchanged)
     latest = list(_latest_per_document(read.changes).values())
     result.stale_changes_ignored = len(read.changes) - len(latest)
-    # Progress markers go with the last batch; a run with no changes still records them.
-    batches = [latest[i : i + BATCH_DOCUMENTS] for i in range(0, len(latest), BATCH_DOCUMENTS)]
-    batches = batches or [[]]
-    for number, batch in enumerate(batches, start=1):
-        with engine.begin() as conn:
-            _apply_batch(conn, contract, shard, batch, result)
-            if number == len(batches):
-                _record_progress(conn, contract.name, shard, read)
+    quarantined = list(read.quarantined)
+    for start in range(0, len(latest), BATCH_DOCUMENTS):
+        batch = latest[start : start + BATCH_DOCUMENTS]
+        try:
+            _apply_in_transaction(engine, contract, shard, batch, result)
+        except (DBAPIError, ValueError):
+            for change in batch:
+                try:
+                    _apply_in_transaction(engine, contract, shard, [change], result)
+                except (DBAPIError, ValueError) as exc:
+                    if not refused_by_store(exc):
+                        raise
+                    quarantined.append(_refused(change, exc))
+    with engine.begin() as conn:
+        _record_progress(conn, contract.name, shard, read, quarantined)
+    result.quarantined = len(quarantined)
     return result
+
+
+def _apply_in_transaction(
+    engine: Engine,
+    contract: DataProductContract,
+    shard: int,
+    batch: list[DocumentChange],
+    result: ChunkSetResult,
+) -> None:
+    """Counts reach `result` only if the transaction commits."""
+    counts = ChunkSetResult()
+    with engine.begin() as conn:
+        _apply_batch(conn, contract, shard, batch, counts)
+    for name, value in asdict(counts).items():
+        setattr(result, name, getattr(result, name) + value)
+
+
+# SQLSTATE classes of errors caused by the data of a statement, not by the server or the network.
+_DATA_ERROR_CLASSES = ("22", "54")
+
+
+def refused_by_store(exc: BaseException) -> bool:
+    """Whether PostgreSQL (or the driver, before sending) refused a value: retrying cannot help,
+    unlike a lost connection or a server restart."""
+    if isinstance(exc, ValueError):
+        return True
+    code = getattr(getattr(exc, "orig", None), "pgcode", None) or ""
+    return code[:2] in _DATA_ERROR_CLASSES
+
+
+def _refused(change: DocumentChange, exc: BaseException) -> QuarantineEntry:
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return QuarantineEntry(
+        change.source_ref,
+        change.record_ref or change.doc_id,
+        None,
+        storable(f"refused by the store: {message}")[:2000],
+        None,
+    )
 
 
 def _apply_batch(
@@ -251,7 +311,13 @@ def _write_deletes(
     result.chunks_removed += removed.rowcount
 
 
-def _record_progress(conn: Connection, product: str, shard: int, read: SourceRead) -> None:
+def _record_progress(
+    conn: Connection,
+    product: str,
+    shard: int,
+    read: SourceRead,
+    quarantined: list[QuarantineEntry],
+) -> None:
     for name, value in read.cursors.items():
         conn.execute(
             insert(SourceCursor)
@@ -271,21 +337,4 @@ def _record_progress(conn: Connection, product: str, shard: int, read: SourceRea
             )
             .on_conflict_do_nothing()
         )
-    if read.quarantined:
-        conn.execute(
-            insert(QuarantinedRecord)
-            .values(
-                [
-                    {
-                        "product": product,
-                        "source_ref": q.source_ref,
-                        "record_ref": q.record_ref,
-                        "field": q.field,
-                        "reason": q.reason,
-                        "raw": q.raw,
-                    }
-                    for q in read.quarantined
-                ]
-            )
-            .on_conflict_do_nothing()
-        )
+    record_quarantined(conn, product, quarantined)

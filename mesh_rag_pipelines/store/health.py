@@ -33,8 +33,11 @@ class IndexHealth:
         return ((now or datetime.now(UTC)) - self.oldest_unindexed_change).total_seconds()
 
 
-def index_health(engine: Engine, product: str, chunker: str) -> IndexHealth | None:
-    """Compare the live index version with document state and the chunk set."""
+def index_health(
+    engine: Engine, product: str, chunker: str, shard: int | None = None
+) -> IndexHealth | None:
+    """Compare the live index version with document state and the chunk set, for the whole
+    product or for one shard (what a shard's run can answer for)."""
     versions = live_versions(engine, [product])
     if not versions:
         return None
@@ -45,10 +48,14 @@ def index_health(engine: Engine, product: str, chunker: str) -> IndexHealth | No
             text(f"""
             WITH live AS (
                 SELECT doc_id, version, source_updated_at FROM {SCHEMA}.document_state
-                WHERE product = :p AND NOT deleted),
+                WHERE product = :p AND NOT deleted
+                  AND (CAST(:s AS smallint) IS NULL OR shard = :s)),
             indexed AS (
                 SELECT doc_id, doc_version FROM {SCHEMA}.indexed_document
-                WHERE index_version = :v)
+                WHERE index_version = :v),
+            rows AS (
+                SELECT doc_id, doc_version FROM {table}
+                WHERE CAST(:s AS smallint) IS NULL OR shard = :s)
             SELECT
               (SELECT count(*) FROM live) AS live_documents,
               (SELECT count(*) FROM live JOIN indexed USING (doc_id)
@@ -56,15 +63,15 @@ def index_health(engine: Engine, product: str, chunker: str) -> IndexHealth | No
               (SELECT min(source_updated_at) FROM live LEFT JOIN indexed USING (doc_id)
                  WHERE indexed.doc_id IS NULL OR indexed.doc_version <> live.version)
                  AS oldest_unindexed_change,
-              (SELECT count(*) FROM {table} t LEFT JOIN live l
+              (SELECT count(*) FROM rows t LEFT JOIN live l
                  ON l.doc_id = t.doc_id AND l.version = t.doc_version
                  WHERE l.doc_id IS NULL) AS ghost_rows,
-              (SELECT count(*) FROM {table}) AS rows,
+              (SELECT count(*) FROM rows) AS rows,
               (SELECT count(*) FROM {SCHEMA}.chunk c JOIN live l
                  ON l.doc_id = c.doc_id AND l.version = c.doc_version
                  WHERE c.product = :p AND c.chunker = :c) AS expected_rows
         """),
-            {"p": product, "v": version.id, "c": chunker},
+            {"p": product, "v": version.id, "c": chunker, "s": shard},
         ).one()
     return IndexHealth(
         live_documents=row.live_documents,

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.embedding.embedder import embed_checked
 from mesh_rag_pipelines.store.binary_copy import (
     copy_payload,
     encode_int2,
@@ -127,7 +128,9 @@ def refresh_index(
         writing: Future[None] | None = None
         for start in range(0, len(pending), BATCH_DOCUMENTS):
             batch = pending[start : start + BATCH_DOCUMENTS]
-            vectors, new = _vectors_for(engine, embedder, batch, chunks, seen, result)
+            vectors, new = _vectors_for(
+                engine, contract.name, embedder, batch, chunks, seen, result
+            )
             if writing is not None:
                 writing.result()
             writing = writer.submit(store, batch, vectors, new)
@@ -218,6 +221,7 @@ def _chunks_of(
 
 def _vectors_for(
     engine: Engine,
+    product: str,
     embedder: Embedder,
     batch: list[_PendingDocument],
     chunks: dict[str, list[Row]],
@@ -234,7 +238,8 @@ def _vectors_for(
     new: dict[str, np.ndarray] = {}
     if missing:
         started = time.perf_counter()
-        new = dict(zip(missing, embedder.embed([texts[h] for h in missing]), strict=True))
+        embedded = embed_checked(embedder, [texts[h] for h in missing], product)
+        new = dict(zip(missing, embedded, strict=True))
         result.seconds_embedding += time.perf_counter() - started
         vectors.update(new)
         seen.update(new)

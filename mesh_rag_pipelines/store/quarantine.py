@@ -1,0 +1,80 @@
+"""Quarantined records: input that could not become a document, kept with its reason.
+
+A record is quarantined with the file (or table) it came from, its line (or id), the field at
+fault and the reason; the copy of the record kept here has the contract's PII fields removed.
+Once the cause is fixed (the contract, the code, or the record rewritten at its source), a
+re-drive makes the next run of every shard read those records again: the landing-zone ledger
+forgets their files, a table's watermark restarts, and the version guard makes every record
+already applied a no-op. A record still bad is quarantined again, with its current reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy.dialects.postgresql import insert
+
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.sources.documents import QuarantineEntry
+from mesh_rag_pipelines.store.schema import LandingObject, QuarantinedRecord, SourceCursor
+
+
+def record_quarantined(conn: Connection, product: str, entries: Sequence[QuarantineEntry]) -> None:
+    """Insert or refresh (field, reason, raw) of each entry; the first time seen is kept."""
+    if not entries:
+        return
+    rows = {
+        (q.source_ref, q.record_ref): {
+            "product": product,
+            "source_ref": q.source_ref,
+            "record_ref": q.record_ref,
+            "field": q.field,
+            "reason": q.reason,
+            "raw": q.raw,
+        }
+        for q in entries
+    }
+    statement = insert(QuarantinedRecord).values(list(rows.values()))
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["product", "source_ref", "record_ref"],
+            set_={name: statement.excluded[name] for name in ("field", "reason", "raw")},
+        )
+    )
+
+
+def quarantined_records(
+    engine: Engine, products: Sequence[str] | None = None
+) -> list[QuarantinedRecord]:
+    query = select(QuarantinedRecord).order_by(
+        QuarantinedRecord.product, QuarantinedRecord.quarantined_at, QuarantinedRecord.source_ref
+    )
+    if products:
+        query = query.where(QuarantinedRecord.product.in_(products))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def redrive(engine: Engine, contract: DataProductContract, source_ref: str | None = None) -> int:
+    """Make the next runs read the product's quarantined records again (those of `source_ref`
+    only, if given); returns how many records will be read again."""
+    product = contract.name
+    where = [QuarantinedRecord.product == product]
+    if source_ref:
+        where.append(QuarantinedRecord.source_ref == source_ref)
+    with engine.begin() as conn:
+        refs = set(conn.execute(select(QuarantinedRecord.source_ref).where(*where)).scalars())
+        count = conn.execute(delete(QuarantinedRecord).where(*where)).rowcount
+        if contract.source.kind == "s3_landing":
+            prefix = f"s3://{contract.source.bucket}/"
+            keys = [ref.removeprefix(prefix) for ref in refs if ref.startswith(prefix)]
+            conn.execute(
+                delete(LandingObject).where(
+                    LandingObject.product == product, LandingObject.object_key.in_(keys)
+                )
+            )
+        elif contract.source.kind == "postgres_table" and refs:
+            conn.execute(delete(SourceCursor).where(SourceCursor.product == product))
+        # A folder is read whole on every run: a quarantined file is read again anyway.
+    return count
