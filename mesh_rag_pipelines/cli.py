@@ -95,7 +95,7 @@ def _print_verdicts(contracts: list[DataProductContract]) -> None:
 
     for contract in contracts:
         try:
-            health = index_health(store_engine(), contract.name, contract.chunking.identity)
+            health = index_health(store_engine(), contract.name)
         except Exception as exc:  # noqa: BLE001 - the failures listed after say why
             print(f"{contract.name}: no verdict, the store cannot be read ({type(exc).__name__})")
             continue

@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.files import read_files
 from mesh_rag_pipelines.sources.landing_cursor import (
@@ -37,7 +36,7 @@ from mesh_rag_pipelines.store.chunk_set import (
     read_cursors,
 )
 from mesh_rag_pipelines.store.database import source_engine
-from mesh_rag_pipelines.store.index_writer import IndexResult, refresh_index
+from mesh_rag_pipelines.store.index_writer import Embedders, IndexResult, refresh_index
 
 
 @dataclass
@@ -121,13 +120,13 @@ def pending_landed_objects(
 
 
 def build_product(
-    contract: DataProductContract, access: SourceAccess, embedder: Embedder
+    contract: DataProductContract, access: SourceAccess, embedders: Embedders
 ) -> list[tuple[ChunkSetResult, IndexResult]]:
     """Every shard of one product, in order; what a backfill does with one run per shard."""
     return [
         (
             refresh_chunk_set(contract, shard, access),
-            refresh_index(access.engine, contract, shard, embedder),
+            refresh_index(access.engine, contract, shard, embedders),
         )
         for shard in range(settings.SHARD_COUNT)
     ]

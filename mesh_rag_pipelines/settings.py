@@ -14,6 +14,8 @@ OPENAI_BASE_URL = "OPENAI_BASE_URL"
 
 # Every product is split into this many static hash shards (Dagster partitions).
 SHARD_COUNT = 4
+# Memory for building an HNSW index in one go; a graph larger than this builds much slower.
+HNSW_BUILD_MEMORY = "1GB"
 
 
 def home() -> Path:

@@ -130,7 +130,7 @@ def _assert_converged_without(
     engine: Engine, contract: DataProductContract, absent: str, minilm: Embedder
 ) -> None:
     assert absent not in _indexed_versions(engine, contract.name)
-    health = index_health(engine, contract.name, contract.chunking.identity)
+    health = index_health(engine, contract.name)
     assert health is not None
     assert (health.ghost_rows, health.missing_documents, health.consistent) == (0, 0, True)
     again = refresh_index(engine, contract, SHARD, minilm)
@@ -223,5 +223,5 @@ def test_an_update_committed_while_the_previous_one_is_embedded_is_never_half_in
     caught_up = refresh_index(engine, tickets, SHARD, minilm)
     assert (caught_up.documents_indexed, caught_up.texts_embedded) == (1, 1)
     assert _indexed_versions(engine, tickets.name) == {DELETED: {3}, KEPT: {1}}
-    health = index_health(engine, tickets.name, tickets.chunking.identity)
+    health = index_health(engine, tickets.name)
     assert health is not None and health.consistent

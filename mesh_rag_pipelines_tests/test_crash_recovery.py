@@ -135,7 +135,7 @@ def _assert_equals_a_build_from_scratch(
     for contract in contracts:
         embedder = OpenAIEmbedder(contract.embedding, "test-key", server.base_url)
         build_product(contract, SourceAccess(scratch, s3), embedder)
-        health = index_health(engine, contract.name, contract.chunking.identity)
+        health = index_health(engine, contract.name)
         assert health is not None
         assert (health.missing_documents, health.ghost_rows) == (0, 0), contract.name
         assert health.rows == health.expected_rows, contract.name

@@ -54,7 +54,7 @@ def test_build_all_products_job_builds_every_shard_and_reruns_as_a_no_op(
     first = _run_every_shard(instance)
     assert set(first) == set(contracts) and all(count > 50 for count in first.values())
     for contract in contracts.values():
-        health = index_health(engine, contract.name, contract.chunking.identity)
+        health = index_health(engine, contract.name)
         assert health is not None and health.consistent and health.rows == health.expected_rows
 
     assert _run_every_shard(instance) == dict.fromkeys(contracts, 0)

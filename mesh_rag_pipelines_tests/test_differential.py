@@ -330,7 +330,7 @@ def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
         refresh(f"final refresh shard {shard}", shard)
 
     check("document state", _model_state(model), _stored_state(engine, contract.name))
-    health = index_health(engine, contract.name, contract.chunking.identity)
+    health = index_health(engine, contract.name)
     if health is None or not health.consistent:
         divergences.append(f"seed {sequence.seed}: index health {health}")
     try:

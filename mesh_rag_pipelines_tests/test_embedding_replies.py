@@ -85,7 +85,7 @@ def test_a_bad_reply_is_retried_and_only_right_vectors_are_stored(
     build_product(contract, access, _embedder(server))
 
     assert server.faults_served == [fault]
-    health = index_health(engine, contract.name, contract.chunking.identity)
+    health = index_health(engine, contract.name)
     assert health is not None and health.consistent
     _assert_every_stored_vector_is_right(engine, contract.name)
 
@@ -150,7 +150,7 @@ def test_a_flaky_provider_loses_duplicates_and_corrupts_nothing(
     assert set(server.faults_served) == set(FAULTS)
     assert len(server.faults_served) > len(FAULTS)
     assert all(f.startswith("product hr_policies: embedding model ") for f in failures)
-    health = index_health(engine, contract.name, contract.chunking.identity)
+    health = index_health(engine, contract.name)
     assert health is not None and health.consistent and health.rows == health.expected_rows
     _assert_every_stored_vector_is_right(engine, contract.name)
     assert len(_cache(engine)) == len(set(_chunk_texts(engine)))

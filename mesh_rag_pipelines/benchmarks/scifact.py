@@ -19,10 +19,10 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.benchmarks import results, scifact_product
 from mesh_rag_pipelines.benchmarks.database import benchmark_database
 from mesh_rag_pipelines.benchmarks.scifact_product import ChunkingChoice
-from mesh_rag_pipelines.benchmarks.trec_metrics import mean_scores, rank_documents
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.retrieval import search
+from mesh_rag_pipelines.retrieval.evaluation import mean_scores, rank_documents
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.contracts import ChunkingSpec, DataProductContract, load_contract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.retrieval.evaluation import load_qrels, load_queries
 
 SCIFACT_DIR = Path(os.environ.get("MESH_RAG_SCIFACT_DIR", "/work/shared/eval/scifact"))
 SOURCE_TABLE = "bench_source.scifact"
@@ -96,16 +97,8 @@ def load_corpus(limit: int | None = None) -> list[dict]:
 
 def load_test_queries() -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """(query id -> text, query id -> {doc id: relevance}) of the 300 test queries."""
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (SCIFACT_DIR / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        query_id, doc_id, score = line.split("\t")
-        qrels.setdefault(query_id, {})[doc_id] = int(score)
-    queries = {}
-    for line in (SCIFACT_DIR / "queries.jsonl").read_text().splitlines():
-        query = json.loads(line)
-        if query["_id"] in qrels:
-            queries[query["_id"]] = query["text"]
-    return queries, qrels
+    qrels = load_qrels(SCIFACT_DIR / "qrels" / "test.tsv")
+    return load_queries(SCIFACT_DIR / "queries.jsonl", judged=qrels), qrels
 
 
 def create_source_table(engine: Engine, docs: list[dict]) -> None:

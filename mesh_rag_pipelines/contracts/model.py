@@ -189,6 +189,48 @@ class EmbeddingSpec(_Strict):
         return f"{self.provider}:{self.model}:{self.revision}:{self.dimensions}"
 
 
+class IndexSpec(_Strict):
+    """HNSW parameters of an index version: how it is built (m, ef_construction) and how wide a
+    query searches by default (ef_search). Changing any of them is a release, like a new model."""
+
+    m: int = Field(default=16, ge=2, le=100)
+    ef_construction: int = Field(default=64, ge=4, le=1000)
+    ef_search: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _pgvector_bounds(self) -> IndexSpec:
+        if self.ef_construction < 2 * self.m:
+            raise FieldProblem(
+                "ef_construction",
+                f"ef_construction ({self.ef_construction}) must be at least twice m ({self.m})",
+            )
+        return self
+
+
+class JudgmentsSpec(_Strict):
+    """Relevance judgments in BEIR's formats, paths relative to the contract's file."""
+
+    queries: str  # JSON Lines of {"_id", "text"}
+    qrels: str  # TSV of query-id, corpus-id, score (a header line is allowed)
+
+
+class ReleaseSpec(_Strict):
+    """The gate a new index version must pass before it may serve, and what happens after."""
+
+    min_coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+    max_quality_drop: float = Field(default=0.02, ge=0.0, le=1.0)
+    judgments: JudgmentsSpec | None = None
+    recall_k: int = Field(default=100, ge=1, le=1000)
+    auto_swap: bool = False
+    retain_retired: str = "7d"
+
+    @field_validator("retain_retired")
+    @classmethod
+    def _valid_retention(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class RetrievalSpec(_Strict):
     max_age: str | None = None
     allowed_document_types: list[str] = []
@@ -220,7 +262,9 @@ class DataProductContract(_Strict):
     freshness: FreshnessSpec
     chunking: ChunkingSpec
     embedding: EmbeddingSpec
+    index: IndexSpec = IndexSpec()
     retrieval: RetrievalSpec = RetrievalSpec()
+    release: ReleaseSpec = ReleaseSpec()
     golden_queries: list[GoldenQuery] = []
     _origin: Path | None = PrivateAttr(default=None)
 

@@ -4,37 +4,29 @@ import time
 from dataclasses import asdict
 
 import dagster as dg
+from sqlalchemy.dialects import postgresql
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.partitions import SHARDS, shard_number
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
-from mesh_rag_pipelines.store.index_writer import refresh_index
+from mesh_rag_pipelines.store.index_versions import index_version_id, live_versions
+from mesh_rag_pipelines.store.index_writer import IndexResult, refresh_index
+from mesh_rag_pipelines.store.schema import index_table
 
 _SOURCE_KINDS = {"postgres_table": "postgres", "files": "markdown", "s3_landing": "s3"}
 
-INDEX_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("doc_id", "text", description="document id (primary key with chunk_no)"),
-        dg.TableColumn("chunk_no", "integer"),
-        dg.TableColumn("product", "text"),
-        dg.TableColumn("shard", "smallint"),
-        dg.TableColumn("doc_version", "bigint"),
-        dg.TableColumn("source_checksum", "text"),
-        dg.TableColumn("chunker_version", "text"),
-        dg.TableColumn("embedding_model", "text"),
-        dg.TableColumn("section", "text"),
-        dg.TableColumn("title", "text"),
-        dg.TableColumn("text", "text"),
-        dg.TableColumn("text_hash", "text"),
-        dg.TableColumn("metadata", "jsonb"),
-        dg.TableColumn("acl_groups", "text[]"),
-        dg.TableColumn("document_type", "text"),
-        dg.TableColumn("source_updated_at", "timestamptz"),
-        dg.TableColumn("created_at", "timestamptz"),
-        dg.TableColumn("embedding", "vector"),
-    ]
-)
+
+def _index_columns() -> dg.TableSchema:
+    """The columns of every index-version table, as the table defines them."""
+    table = index_table("index_version_table", 1, "cosine")
+    dialect = postgresql.dialect()
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(column.name, column.type.compile(dialect=dialect).lower())
+            for column in table.columns
+        ]
+    )
 
 
 def source_key(contract: DataProductContract) -> dg.AssetKey:
@@ -123,7 +115,7 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
             f"{contract.embedding.dimensions} dimensions, {contract.embedding.distance} "
             "HNSW; every row carries its provenance."
         ),
-        code_version=f"{contract.chunking.identity}|{contract.embedding.model_id}",
+        code_version=index_version_id(contract),
         **_common(contract),
     )
     def _embeddings(
@@ -133,22 +125,37 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         shard = shard_number(context.partition_key)
         started = time.perf_counter()
-        embedder = embedding_models.for_spec(contract.embedding)
-        result = refresh_index(index_store.engine, contract, shard, embedder)
-        metadata = asdict(result)
-        oldest = metadata.pop("oldest_pending_change")
+        result = refresh_index(index_store.engine, contract, shard, embedding_models.for_spec)
+        metadata = {k: v for k, v in asdict(result).items() if k not in _PER_VERSION}
+        oldest = result.oldest_pending_change
         lag = time.time() - oldest.timestamp() if oldest else 0.0
+        live = live_versions(index_store.engine, [contract.name])
         return dg.MaterializeResult(
             metadata={
                 **metadata,
+                "versions": dg.MetadataValue.md(_versions_table(result)),
                 "oldest_change_wait_seconds": round(lag, 3),
                 "seconds": round(time.perf_counter() - started, 3),
-                "dagster/table_name": f"mesh_rag.{result.table_name}",
-                "dagster/column_schema": INDEX_COLUMNS,
+                "dagster/table_name": f"mesh_rag.{live[0].table_name}" if live else "",
+                "dagster/column_schema": _index_columns(),
             }
         )
 
     return _embeddings
+
+
+_PER_VERSION = {"index_version", "table_name", "index_built", "versions", "oldest_pending_change"}
+
+
+def _versions_table(result: IndexResult) -> str:
+    """Each maintained version's share of the run, for the UI."""
+    rows = [
+        f"| {r.index_version} | {r.documents_indexed} | {r.documents_removed} | "
+        f"{r.texts_embedded} | {r.cache_hits} | {'yes' if r.index_built else ''} |"
+        for r in result.versions
+    ]
+    header = "| version | documents indexed | removed | texts embedded | cache hits | HNSW built |"
+    return "\n".join([header, "|---|---|---|---|---|---|", *rows])
 
 
 def product_assets(contract: DataProductContract) -> list[dg.AssetSpec | dg.AssetsDefinition]:

@@ -8,6 +8,7 @@ from mesh_rag_pipelines.defs.partitions import shard_number
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.retrieval import search
 from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.quarantine import quarantined_records
 
 GOLDEN_K = 5
@@ -31,9 +32,7 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
     ) -> dg.AssetCheckResult:
         # Judge only what this run materialized: other shards may be mid-run or not yet built.
         shard = shard_number(context.partition_key) if context.has_partition_key else None
-        health = index_health(
-            index_store.engine, contract.name, contract.chunking.identity, shard=shard
-        )
+        health = index_health(index_store.engine, contract.name, shard=shard)
         if health is None:
             return dg.AssetCheckResult(passed=False, metadata={"reason": "no live index version"})
         return dg.AssetCheckResult(
@@ -56,7 +55,7 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
         description=f"Oldest change not yet queryable is younger than {contract.freshness.sla}.",
     )
     def freshness_within_sla(index_store: IndexStore) -> dg.AssetCheckResult:
-        health = index_health(index_store.engine, contract.name, contract.chunking.identity)
+        health = index_health(index_store.engine, contract.name)
         lag = health.lag_seconds() if health else float("inf")
         return dg.AssetCheckResult(
             passed=lag <= sla.total_seconds(),
@@ -95,7 +94,10 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
         def golden_queries(
             index_store: IndexStore, embedding_models: EmbeddingModels
         ) -> dg.AssetCheckResult:
-            embedder = embedding_models.for_spec(contract.embedding)
+            embedders = {
+                version.model_id: embedding_models.for_spec(version.embedding_spec)
+                for version in live_versions(index_store.engine, [contract.name])
+            }
             misses = []
             for golden in contract.golden_queries:
                 hits = search(
@@ -103,7 +105,7 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
                     [contract],
                     golden.query,
                     k=GOLDEN_K,
-                    embedders={contract.embedding.model_id: embedder},
+                    embedders=embedders,
                 )
                 if not {h.doc_id for h in hits} & set(golden.expected_document_ids):
                     misses.append(golden.query)

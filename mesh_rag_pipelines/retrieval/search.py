@@ -1,22 +1,26 @@
 """Search the live index versions of one or more products.
 
-The query is embedded once per model, each product's live table is searched through its HNSW
-index (iterative scans keep filtered queries from returning short lists), and the results are
-merged by score. The contract's retrieval rules (allowed document types, maximum age) and the
-caller's ACL groups are filters in the SQL, not a post-filter on a short list.
+Each product is served by its live version, with that version's own model and search breadth,
+whatever its contract says now: a product never disappears from results during a release. The
+query is embedded once per model, each version's table is searched through its HNSW index
+(iterative scans keep filtered queries from returning short lists), and the results are merged
+by score. The contract's retrieval rules (allowed document types, maximum age) and the caller's
+ACL groups are filters in the SQL, not a post-filter on a short list. `k` counts chunks, or
+documents (each represented by its best chunk).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import Engine, select, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
-from mesh_rag_pipelines.store.index_versions import live_versions
+from mesh_rag_pipelines.store.index_versions import get_version, live_versions
 from mesh_rag_pipelines.store.schema import IndexVersion, index_table
 
 
@@ -34,6 +38,12 @@ class RetrievedChunk:
     index_version: str
 
 
+Unit = Literal["chunks", "documents"]
+# Chunks read per document wanted, at first, when k counts documents; doubled while short.
+_CHUNKS_PER_DOCUMENT = 4
+_MAX_ROUNDS = 5
+
+
 def search(
     engine: Engine,
     contracts: list[DataProductContract],
@@ -42,32 +52,58 @@ def search(
     products: list[str] | None = None,
     groups: list[str] | None = None,
     embedders: dict[str, Embedder] | None = None,
-    ef_search: int = 100,
+    ef_search: int | None = None,
+    unit: Unit = "chunks",
+    versions: dict[str, str] | None = None,
 ) -> list[RetrievedChunk]:
-    """Top-k chunks over the chosen products; `groups=None` means no ACL filter."""
+    """Top-k chunks (or documents) over the chosen products; `groups=None` means no ACL filter.
+
+    `versions` maps a product to an index version to search instead of its live one (how a
+    candidate is evaluated before it serves); `ef_search` overrides each version's default.
+    """
     by_name = {c.name: c for c in contracts}
     unknown = sorted(set(products or []) - set(by_name))
     if unknown:
         raise ValueError(f"unknown products {unknown}; known: {sorted(by_name)}")
+    chosen = products or sorted(by_name)
     embedders = embedders if embedders is not None else {}
     query_vectors: dict[str, list[float]] = {}
     hits: list[RetrievedChunk] = []
-    for version in live_versions(engine, products or sorted(by_name)):
-        contract = by_name.get(version.product)
-        if contract is None:
-            continue
-        if contract.embedding.model_id != version.model_id:
-            continue  # the live version was built by another model than the contract names now
+    for version in _versions_to_search(engine, chosen, versions or {}):
+        contract = by_name[version.product]
         if version.model_id not in embedders:
-            embedders[version.model_id] = embedder_for(contract.embedding)
-        embedder = embedders[version.model_id]
+            embedders[version.model_id] = embedder_for(version.embedding_spec)
         if version.model_id not in query_vectors:
-            query_vectors[version.model_id] = embedder.embed([query])[0].tolist()
-        hits += _search_version(
-            engine, contract, version, query_vectors[version.model_id], k, groups, ef_search
-        )
+            vector = embedders[version.model_id].embed([query])[0]
+            query_vectors[version.model_id] = vector.tolist()
+        breadth = ef_search or version.index_spec.ef_search
+        vector = query_vectors[version.model_id]
+        hits += _search_version(engine, contract, version, vector, k, groups, breadth, unit)
     hits.sort(key=lambda hit: (-hit.score, hit.product, hit.doc_id, hit.chunk_no))
-    return hits[:k]
+    return _best_per_document(hits)[:k] if unit == "documents" else hits[:k]
+
+
+def _versions_to_search(
+    engine: Engine, products: list[str], chosen: dict[str, str]
+) -> list[IndexVersion]:
+    found = [v for v in live_versions(engine, products) if v.product not in chosen]
+    for product, version_id in chosen.items():
+        version = get_version(engine, version_id)
+        if version is None or version.product != product:
+            raise ValueError(f"product {product}: no index version {version_id!r}")
+        found.append(version)
+    return found
+
+
+def _best_per_document(hits: list[RetrievedChunk]) -> list[RetrievedChunk]:
+    """The first (best) chunk of each document, in order."""
+    seen: set[tuple[str, str]] = set()
+    best = []
+    for hit in hits:
+        if (hit.product, hit.doc_id) not in seen:
+            seen.add((hit.product, hit.doc_id))
+            best.append(hit)
+    return best
 
 
 def _search_version(
@@ -78,6 +114,26 @@ def _search_version(
     k: int,
     groups: list[str] | None,
     ef_search: int,
+    unit: Unit,
+) -> list[RetrievedChunk]:
+    """The version's top k chunks, or enough chunks to hold its top k documents."""
+    limit = k if unit == "chunks" else k * _CHUNKS_PER_DOCUMENT
+    for _ in range(_MAX_ROUNDS):
+        hits = _nearest_chunks(engine, contract, version, vector, limit, groups, ef_search)
+        if unit == "chunks" or len(hits) < limit or len({h.doc_id for h in hits}) >= k:
+            return hits
+        limit *= 2
+    return hits
+
+
+def _nearest_chunks(
+    engine: Engine,
+    contract: DataProductContract,
+    version: IndexVersion,
+    vector: list[float],
+    limit: int,
+    groups: list[str] | None,
+    ef_search: int,
 ) -> list[RetrievedChunk]:
     table = index_table(version.table_name, version.dimensions, version.distance)
     column = table.c.embedding
@@ -86,7 +142,7 @@ def _search_version(
         "inner_product": column.max_inner_product(vector),
         "l2": column.l2_distance(vector),
     }[version.distance]
-    query = select(table, distance.label("distance")).order_by(distance).limit(k)
+    query = select(table, distance.label("distance")).order_by(distance).limit(limit)
     if groups is not None:
         query = query.where(table.c.acl_groups.overlap(groups))
     rules = contract.retrieval

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
-from mesh_rag_pipelines.chunking import chunk_document
-from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.chunking import ChunkText, chunk_document
+from mesh_rag_pipelines.contracts import ChunkingSpec, DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import (
     DocumentChange,
@@ -255,24 +255,13 @@ def _write_upserts(
         return
     ids = [change.doc_id for change in upserts]
     _upsert_states(conn, [_state_row(contract, change, deleted=False) for change in upserts])
+    # Every chunker's chunks of the old version go; other versions' chunkers make theirs when
+    # their index needs them (ensure_chunks).
     removed = conn.execute(
-        delete(Chunk).where(
-            Chunk.product == contract.name,
-            Chunk.chunker == contract.chunking.identity,
-            Chunk.doc_id.in_(ids),
-        )
+        delete(Chunk).where(Chunk.product == contract.name, Chunk.doc_id.in_(ids))
     )
     rows = [
-        {
-            "product": contract.name,
-            "chunker": contract.chunking.identity,
-            "doc_id": change.doc_id,
-            "chunk_no": chunk.chunk_no,
-            "doc_version": change.version,
-            "section": chunk.section,
-            "text": chunk.text,
-            "text_hash": chunk.text_hash,
-        }
+        _chunk_row(contract.name, contract.chunking, change.doc_id, change.version, chunk)
         for change in upserts
         for chunk in chunk_document(contract.chunking, change.title, change.content)
     ]
@@ -281,6 +270,72 @@ def _write_upserts(
     result.documents_changed += len(upserts)
     result.chunks_written += len(rows)
     result.chunks_removed += removed.rowcount
+
+
+def _chunk_row(
+    product: str, chunking: ChunkingSpec, doc_id: str, doc_version: int, chunk: ChunkText
+) -> dict:
+    return {
+        "product": product,
+        "chunker": chunking.identity,
+        "doc_id": doc_id,
+        "chunk_no": chunk.chunk_no,
+        "doc_version": doc_version,
+        "section": chunk.section,
+        "text": chunk.text,
+        "text_hash": chunk.text_hash,
+    }
+
+
+def ensure_chunks(
+    engine: Engine, product: str, chunking: ChunkingSpec, wanted: dict[str, int]
+) -> int:
+    """Make `chunking`'s chunks of documents (doc id -> version) that lack them, from the
+    document content already in the store, not from the source: how a new chunker reaches
+    every live document. Returns how many documents were chunked."""
+    have = select(Chunk.doc_id, Chunk.doc_version).where(
+        Chunk.product == product,
+        Chunk.chunker == chunking.identity,
+        Chunk.doc_id.in_(list(wanted)),
+        Chunk.chunk_no == 0,
+    )
+    with engine.connect() as conn:
+        present = {(row.doc_id, row.doc_version) for row in conn.execute(have)}
+    missing = sorted(doc_id for doc_id, v in wanted.items() if (doc_id, v) not in present)
+    chunked = 0
+    for start in range(0, len(missing), BATCH_DOCUMENTS):
+        batch = missing[start : start + BATCH_DOCUMENTS]
+        with engine.begin() as conn:
+            lock_documents(conn, product, batch)
+            states = conn.execute(
+                select(
+                    DocumentState.doc_id,
+                    DocumentState.version,
+                    DocumentState.title,
+                    DocumentState.content,
+                ).where(
+                    DocumentState.product == product,
+                    DocumentState.doc_id.in_(batch),
+                    DocumentState.deleted.is_(False),
+                )
+            ).all()
+            current = [s for s in states if s.version == wanted[s.doc_id]]
+            conn.execute(
+                delete(Chunk).where(
+                    Chunk.product == product,
+                    Chunk.chunker == chunking.identity,
+                    Chunk.doc_id.in_([s.doc_id for s in current]),
+                )
+            )
+            rows = [
+                _chunk_row(product, chunking, s.doc_id, s.version, chunk)
+                for s in current
+                for chunk in chunk_document(chunking, s.title, s.content or "")
+            ]
+            if rows:
+                conn.execute(insert(Chunk), rows)
+            chunked += len(current)
+    return chunked
 
 
 def _write_deletes(

@@ -1,16 +1,23 @@
-"""Engine creation and idempotent schema setup."""
+"""Engine creation and the store's schema, versioned with Alembic migrations."""
 
 from __future__ import annotations
 
 import os
 from functools import cache
+from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.store.schema import SCHEMA, Base
+from mesh_rag_pipelines.store.schema import SCHEMA
 
-_SCHEMA_LOCK = 7_340_001  # advisory lock id: concurrent runs create the schema one at a time
+_SCHEMA_LOCK = 7_340_001  # advisory lock id: concurrent runs migrate the schema one at a time
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The revision of a store created before migrations existed (by create_all).
+BASELINE = "0001"
 
 
 def psycopg2_url(url: str) -> str:
@@ -42,9 +49,48 @@ def engine_for(url: str) -> Engine:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the extension, schema and shared tables if missing; safe to run concurrently."""
+    """Create the extension and schema, and migrate the tables to this code's revision, in one
+    transaction under a lock: safe to run concurrently, and a failed upgrade changes nothing."""
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
         conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
-        Base.metadata.create_all(conn, checkfirst=True)
+        migrate(conn)
+
+
+def _alembic(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def store_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version", schema=SCHEMA):
+        return None
+    return conn.execute(text(f"SELECT version_num FROM {SCHEMA}.alembic_version")).scalar()
+
+
+def migrate(conn: Connection) -> None:
+    """Upgrade the store to this code's head revision; refuse a store newer than the code."""
+    config = _alembic(conn)
+    current = store_revision(conn)
+    if current is None and inspect(conn).has_table("document_state", schema=SCHEMA):
+        command.stamp(config, BASELINE)  # created by create_all before migrations existed
+        current = BASELINE
+    head = head_revision()
+    if current == head:
+        return
+    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current is not None and current not in known:
+        raise RuntimeError(
+            f"the store's schema is at revision {current}, newer than this code knows "
+            f"(head {head}): upgrade mesh-rag-pipelines before using this store"
+        )
+    command.upgrade(config, head)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.store.index_versions import live_versions
-from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines.store.schema import SCHEMA, IndexVersion
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,16 @@ class IndexHealth:
 
 
 def index_health(
-    engine: Engine, product: str, chunker: str, shard: int | None = None
+    engine: Engine, product: str, shard: int | None = None, version: IndexVersion | None = None
 ) -> IndexHealth | None:
-    """Compare the live index version with document state and the chunk set, for the whole
-    product or for one shard (what a shard's run can answer for)."""
-    versions = live_versions(engine, [product])
-    if not versions:
-        return None
-    version = versions[0]
+    """Compare an index version (the live one by default) with document state and the chunk
+    set of its chunker, for the whole product or for one shard (what a shard's run can
+    answer for). None if the product has no live version."""
+    if version is None:
+        versions = live_versions(engine, [product])
+        if not versions:
+            return None
+        version = versions[0]
     table = f"{SCHEMA}.{version.table_name}"  # registry value, not user input
     with engine.connect() as conn:
         row = conn.execute(
@@ -71,7 +73,7 @@ def index_health(
                  ON l.doc_id = c.doc_id AND l.version = c.doc_version
                  WHERE c.product = :p AND c.chunker = :c) AS expected_rows
         """),
-            {"p": product, "v": version.id, "c": chunker, "s": shard},
+            {"p": product, "v": version.id, "c": version.chunker, "s": shard},
         ).one()
     return IndexHealth(
         live_documents=row.live_documents,

@@ -1,22 +1,28 @@
-"""Reconcile an index version with the chunk set, one shard at a time.
+"""Reconcile every maintained index version of a product with document state, one shard at a
+time.
 
-A run finds the live documents whose indexed version differs from their state, embeds only the
-chunk texts neither the cache nor this run has seen for this model, and then, per batch of
-documents in one transaction: re-checks each document's state under its lock, deletes its old
-rows, COPYs the new ones and records the indexed version. A document deleted or superseded while
-its vectors were being computed is skipped at that check, so the index never receives a ghost.
-Because the run compares state with what is indexed, a crashed or repeated run simply converges.
+For each version that is not retired (the live one, a candidate being built, the rollback
+target), a run finds the live documents whose indexed version differs from their state, makes
+their chunks with that version's chunker (from the stored document state if that chunker came
+after them), embeds only the chunk texts neither the cache nor this run has seen for that
+version's model, and then, per batch of documents in one transaction: re-checks each document's
+state under its lock, deletes its old rows, COPYs the new ones and records the indexed version.
+A document deleted or superseded while its vectors were being computed is skipped at that check,
+so the index never receives a ghost. Because the run compares state with what is indexed, a
+crashed or repeated run simply converges, and updates and deletes that land while a new version
+fills reach it by construction. A version's HNSW index is built once the version is complete.
 
-Batches are pipelined: while one batch's vectors go to the cache and the index table (HNSW
-insertion is most of that) on a writer thread, the next batch is embedded. At most one batch is
-in flight, so a failed write stops the run before another batch starts writing.
+Batches are pipelined: while one batch's vectors go to the cache and the index table on a
+writer thread, the next batch is embedded. At most one batch is in flight, so a failed write
+stops the run before another batch starts writing.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import partial
 
@@ -24,7 +30,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, Row, and_, delete, select
 from sqlalchemy.dialects.postgresql import insert
 
-from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.contracts import DataProductContract, EmbeddingSpec
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.embedding.embedder import embed_checked
 from mesh_rag_pipelines.store.binary_copy import (
@@ -38,8 +44,13 @@ from mesh_rag_pipelines.store.binary_copy import (
     encode_timestamptz,
     encode_vector,
 )
+from mesh_rag_pipelines.store.chunk_set import ensure_chunks
 from mesh_rag_pipelines.store.embedding_cache import cached_vectors, store_vectors
-from mesh_rag_pipelines.store.index_versions import ensure_index_version
+from mesh_rag_pipelines.store.index_versions import (
+    build_index_if_complete,
+    ensure_index_version,
+    maintained_versions,
+)
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.schema import (
     SCHEMA,
@@ -50,33 +61,20 @@ from mesh_rag_pipelines.store.schema import (
     index_table,
 )
 
+# One embedder for every version (tests), or the embedder of a version's embedding spec.
+Embedders = Embedder | Callable[[EmbeddingSpec], Embedder]
+
 # Small enough that the last batch's write, the only one not overlapped with embedding, is
 # short; large enough that each model call still sorts hundreds of texts by length.
 BATCH_DOCUMENTS = 250
-_COLUMNS = (
-    "doc_id",
-    "chunk_no",
-    "product",
-    "shard",
-    "doc_version",
-    "source_checksum",
-    "chunker_version",
-    "embedding_model",
-    "section",
-    "title",
-    "text",
-    "text_hash",
-    "metadata",
-    "acl_groups",
-    "document_type",
-    "source_updated_at",
-    "created_at",
-    "embedding",
-)
+_COLUMNS = tuple(column.name for column in index_table("any", 1, "cosine").columns)
 
 
 @dataclass
 class IndexResult:
+    """What a run did to one version; refresh_index returns the totals over versions, with
+    each version's own result in `versions`."""
+
     index_version: str = ""
     table_name: str = ""
     documents_indexed: int = 0
@@ -89,6 +87,19 @@ class IndexResult:
     seconds_embedding: float = 0.0
     seconds_writing: float = 0.0
     oldest_pending_change: datetime | None = None
+    index_built: bool = False
+    versions: list[IndexResult] = field(default_factory=list)
+
+    def add(self, other: IndexResult) -> None:
+        for item in fields(self):
+            value = getattr(other, item.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                setattr(self, item.name, getattr(self, item.name) + value)
+        if other.oldest_pending_change and (
+            self.oldest_pending_change is None
+            or other.oldest_pending_change < self.oldest_pending_change
+        ):
+            self.oldest_pending_change = other.oldest_pending_change
 
 
 @dataclass(frozen=True)
@@ -104,14 +115,35 @@ class _PendingDocument:
 
 
 def refresh_index(
-    engine: Engine, contract: DataProductContract, shard: int, embedder: Embedder
+    engine: Engine, contract: DataProductContract, shard: int, embedders: Embedders
 ) -> IndexResult:
-    version = ensure_index_version(engine, contract)
+    """Bring every maintained version of the product up to date for one shard, registering
+    the contract's version first (a new chunker, model or index parameters make a new one)."""
+    ensure_index_version(engine, contract)
+    total = IndexResult()
+    for version in maintained_versions(engine, contract.name):
+        embedder = _embedder_of(embedders, version)
+        result = _refresh_version(engine, contract.name, shard, version, embedder)
+        result.index_built = build_index_if_complete(engine, version)
+        total.add(result)
+        total.versions.append(result)
+    return total
+
+
+def _embedder_of(embedders: Embedders, version: IndexVersion) -> Embedder:
+    if callable(getattr(embedders, "embed", None)):
+        return embedders  # type: ignore[return-value]
+    return embedders(version.embedding_spec)  # type: ignore[operator]
+
+
+def _refresh_version(
+    engine: Engine, product: str, shard: int, version: IndexVersion, embedder: Embedder
+) -> IndexResult:
     result = IndexResult(index_version=version.id, table_name=version.table_name)
-    pending, stale = _pending_documents(engine, contract.name, shard, version.id)
+    pending, stale = _pending_documents(engine, product, shard, version.id)
     if stale:
         with engine.begin() as conn:
-            lock_documents(conn, contract.name, stale)
+            lock_documents(conn, product, stale)
             result.chunks_removed += _remove_rows(conn, version, stale)
             result.documents_removed += len(stale)
     if not pending:
@@ -119,18 +151,16 @@ def refresh_index(
     result.oldest_pending_change = min(
         (p.source_updated_at for p in pending if p.source_updated_at), default=None
     )
-    chunks = _chunks_of(engine, contract, pending)
+    chunks = _chunks_of(engine, product, version, pending)
     seen: dict[str, np.ndarray] = {}
     store = partial(
-        _store_batch, engine, embedder.model_id, contract, shard, version, chunks, result
+        _store_batch, engine, embedder.model_id, product, shard, version, chunks, result
     )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-writer") as writer:
         writing: Future[None] | None = None
         for start in range(0, len(pending), BATCH_DOCUMENTS):
             batch = pending[start : start + BATCH_DOCUMENTS]
-            vectors, new = _vectors_for(
-                engine, contract.name, embedder, batch, chunks, seen, result
-            )
+            vectors, new = _vectors_for(engine, product, embedder, batch, chunks, seen, result)
             if writing is not None:
                 writing.result()
             writing = writer.submit(store, batch, vectors, new)
@@ -142,7 +172,7 @@ def refresh_index(
 def _store_batch(
     engine: Engine,
     model_id: str,
-    contract: DataProductContract,
+    product: str,
     shard: int,
     version: IndexVersion,
     chunks: dict[str, list[Row]],
@@ -155,7 +185,7 @@ def _store_batch(
     started = time.perf_counter()
     store_vectors(engine, model_id, new)
     with engine.begin() as conn:
-        _write_batch(conn, contract, shard, version, batch, chunks, vectors, result)
+        _write_batch(conn, product, shard, version, batch, chunks, vectors, result)
     result.seconds_writing += time.perf_counter() - started
 
 
@@ -192,9 +222,11 @@ def _pending_documents(
 
 
 def _chunks_of(
-    engine: Engine, contract: DataProductContract, pending: list[_PendingDocument]
+    engine: Engine, product: str, version: IndexVersion, pending: list[_PendingDocument]
 ) -> dict[str, list[Row]]:
+    """The version's chunks of each pending document at its pending version."""
     wanted = {p.doc_id: p.version for p in pending}
+    ensure_chunks(engine, product, version.chunking_spec, wanted)
     query = (
         select(
             Chunk.doc_id,
@@ -205,8 +237,8 @@ def _chunks_of(
             Chunk.text_hash,
         )
         .where(
-            Chunk.product == contract.name,
-            Chunk.chunker == contract.chunking.identity,
+            Chunk.product == product,
+            Chunk.chunker == version.chunker,
             Chunk.doc_id.in_(list(wanted)),
         )
         .order_by(Chunk.doc_id, Chunk.chunk_no)
@@ -260,7 +292,7 @@ def _remove_rows(conn: Connection, version: IndexVersion, doc_ids: list[str]) ->
 
 def _write_batch(
     conn: Connection,
-    contract: DataProductContract,
+    product: str,
     shard: int,
     version: IndexVersion,
     batch: list[_PendingDocument],
@@ -269,12 +301,12 @@ def _write_batch(
     result: IndexResult,
 ) -> None:
     ids = [p.doc_id for p in batch]
-    lock_documents(conn, contract.name, ids)
+    lock_documents(conn, product, ids)
     current = {
         row.doc_id: (row.version, row.deleted)
         for row in conn.execute(
             select(DocumentState.doc_id, DocumentState.version, DocumentState.deleted).where(
-                DocumentState.product == contract.name, DocumentState.doc_id.in_(ids)
+                DocumentState.product == product, DocumentState.doc_id.in_(ids)
             )
         )
     }
@@ -284,7 +316,7 @@ def _write_batch(
         return
     result.chunks_removed += _remove_rows(conn, version, [p.doc_id for p in ready])
     now = datetime.now(UTC)
-    common = (encode_text(contract.name), encode_int2(shard))
+    common = (encode_text(product), encode_int2(shard))
     rows = (
         (
             encode_text(p.doc_id),
@@ -292,7 +324,7 @@ def _write_batch(
             *common,
             encode_int8(p.version),
             encode_text(p.checksum or ""),
-            encode_text(contract.chunking.identity),
+            encode_text(version.chunker),
             encode_text(version.model_id),
             encode_text(c.section),
             encode_text(p.title),

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -25,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mesh_rag_pipelines.contracts.model import ChunkingSpec, EmbeddingSpec, IndexSpec
 
 SCHEMA = "mesh_rag"
 
@@ -81,7 +84,12 @@ class EmbeddingCache(Base):
 
 
 class IndexVersion(Base):
-    """One (chunker, model) pair of one product, with its own vector table."""
+    """One (chunker, model, index parameters) triple of one product, with its own vector table.
+
+    `spec` keeps everything the version was built with, so that it can be maintained, served
+    and rolled back to after the contract has moved on. Status: building -> validated or
+    failed -> live -> validated (the rollback target once replaced) -> retired.
+    """
 
     __tablename__ = "index_version"
     id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -91,9 +99,42 @@ class IndexVersion(Base):
     dimensions: Mapped[int] = mapped_column(Integer)
     distance: Mapped[str] = mapped_column(Text)
     table_name: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text)  # building | validated | live | retired
+    status: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    index_built_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    validated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dropped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def chunking_spec(self) -> ChunkingSpec:
+        return ChunkingSpec.model_validate(self.spec["chunking"])
+
+    @property
+    def embedding_spec(self) -> EmbeddingSpec:
+        return EmbeddingSpec.model_validate(self.spec["embedding"])
+
+    @property
+    def index_spec(self) -> IndexSpec:
+        return IndexSpec.model_validate(self.spec["index"])
+
+
+class ReleaseEvent(Base):
+    """The release history: who did what to which index version, when, why, with what result."""
+
+    __tablename__ = "release_event"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    product: Mapped[str] = mapped_column(Text, index=True)
+    action: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    previous_version: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class IndexedDocument(Base):
@@ -152,11 +193,15 @@ class QuarantinedRecord(Base):
     )
 
 
-_OPCLASS = {"cosine": "vector_cosine_ops", "inner_product": "vector_ip_ops", "l2": "vector_l2_ops"}
+OPCLASS = {"cosine": "vector_cosine_ops", "inner_product": "vector_ip_ops", "l2": "vector_l2_ops"}
 
 
 def index_table(table_name: str, dimensions: int, distance: str) -> Table:
-    """The vector table of one index version: one row per chunk, with full provenance."""
+    """The vector table of one index version: one row per chunk, with full provenance.
+
+    Its HNSW index is not part of it: an empty version is bulk-loaded first and indexed once
+    complete (`hnsw_index`), which costs a fraction of inserting into the graph row by row.
+    """
     metadata = MetaData(schema=SCHEMA)
     table = Table(
         table_name,
@@ -180,12 +225,20 @@ def index_table(table_name: str, dimensions: int, distance: str) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("embedding", Vector(dimensions), nullable=False),
     )
-    Index(
+    Index(f"{table_name}_acl", table.c.acl_groups, postgresql_using="gin")
+    return table
+
+
+def hnsw_index(
+    table_name: str, dimensions: int, distance: str, m: int, ef_construction: int
+) -> Index:
+    """The HNSW index of an index-version table, on a copy of the table of its own, so that
+    creating the table never creates it."""
+    table = index_table(table_name, dimensions, distance)
+    return Index(
         f"{table_name}_hnsw",
         table.c.embedding,
         postgresql_using="hnsw",
-        postgresql_with={"m": 16, "ef_construction": 64},
-        postgresql_ops={"embedding": _OPCLASS[distance]},
+        postgresql_with={"m": m, "ef_construction": ef_construction},
+        postgresql_ops={"embedding": OPCLASS[distance]},
     )
-    Index(f"{table_name}_acl", table.c.acl_groups, postgresql_using="gin")
-    return table
