@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import os
 import sys
 import textwrap
@@ -35,35 +37,44 @@ def build(products: list[str] | None = None) -> None:
     import dagster as dg
 
     from mesh_rag_pipelines.definitions import defs
-    from mesh_rag_pipelines.defs.jobs import BUILD_ALL, sync_job_name
+    from mesh_rag_pipelines.defs.jobs import BUILD_ALL, VALIDATE_RELEASES, sync_job_name
+    from mesh_rag_pipelines.defs.releases import release_key
 
     _use_repo_dagster_home()
     instance = dg.DagsterInstance.get()
     chosen = [_contract(p) for p in products] if products else _contracts()
     job_names = [sync_job_name(c) for c in chosen] if products else [BUILD_ALL]
+    definitions = defs()
     failures: list[str] = []
     for job_name in job_names:
-        job = defs().resolve_job_def(job_name)
+        job = definitions.resolve_job_def(job_name)
         for partition_key in job.partitions_def.get_partition_keys():  # type: ignore[union-attr]
-            started = time.perf_counter()
-            try:
-                outcome = job.execute_in_process(
-                    partition_key=partition_key,
-                    instance=instance,
-                    run_config=_QUIET,
-                    raise_on_error=False,
-                )
-                problems = _run_problems(outcome)
-            except Exception as exc:  # noqa: BLE001 - reported with the others at the end
-                problems = [f"{type(exc).__name__}: {exc}"]
-            status = "ok" if not problems else "FAILED"
-            seconds = time.perf_counter() - started
-            print(f"{job_name} shard {partition_key}: {status} in {seconds:.1f}s")
-            failures += [f"{job_name} shard {partition_key}: {p}" for p in problems]
+            where = f"{job_name} shard {partition_key}"
+            failures += _execute(where, job, instance, partition_key=partition_key)
+    # A candidate version that the shards just completed is validated (and swapped where the
+    # contract says so); without one this is a no-op.
+    releases = definitions.resolve_job_def(VALIDATE_RELEASES)
+    selection = [release_key(c) for c in chosen]
+    failures += _execute("releases", releases, instance, asset_selection=selection)
     _print_verdicts(chosen)
     if failures:
         print(f"\n{len(failures)} failures:", *failures, sep="\n  ")
         raise SystemExit(1)
+
+
+def _execute(where: str, job: Any, instance: Any, **options: Any) -> list[str]:
+    """Run a job in this process; its problems, each prefixed with `where`."""
+    started = time.perf_counter()
+    try:
+        outcome = job.execute_in_process(
+            instance=instance, run_config=_QUIET, raise_on_error=False, **options
+        )
+        problems = _run_problems(outcome)
+    except Exception as exc:  # noqa: BLE001 - reported with the others at the end
+        problems = [f"{type(exc).__name__}: {exc}"]
+    status = "ok" if not problems else "FAILED"
+    print(f"{where}: {status} in {time.perf_counter() - started:.1f}s")
+    return [f"{where}: {problem}" for problem in problems]
 
 
 def _run_problems(outcome: Any) -> list[str]:
@@ -143,6 +154,68 @@ def quarantine(action: str, products: list[str] | None, source: str | None) -> N
     build(products)
 
 
+def release(
+    action: str, product: str, version: str | None, force: bool, reason: str | None
+) -> None:
+    """Show, validate, swap, roll back or retire a product's index versions."""
+    from mesh_rag_pipelines import releases
+    from mesh_rag_pipelines.connections import store_engine
+    from mesh_rag_pipelines.embedding import embedder_for
+    from mesh_rag_pipelines.releases.status import release_status
+    from mesh_rag_pipelines.store.index_versions import index_version_id
+
+    engine = store_engine()
+    contract = _contract(product)
+    target = version or index_version_id(contract)
+    actor = getpass.getuser()
+    try:
+        if action == "validate":
+            report = releases.validate_version(engine, contract, target, embedder_for, actor=actor)
+            print(report.markdown())
+            if not report.passed:
+                raise SystemExit(1)
+        elif action == "swap":
+            result = releases.swap(engine, product, target, actor=actor, force=force, reason=reason)
+            took = f"{result.seconds * 1000:.1f} ms"
+            print(f"{product}: {result.live} is live (was {result.previous}); {took}")
+        elif action == "rollback":
+            result = releases.rollback(engine, product, actor=actor, reason=reason)
+            print(f"{product}: rolled back to {result.live} (was {result.previous})")
+        elif action == "retire":
+            if not version:
+                raise SystemExit("release retire needs --version")
+            releases.retire(engine, product, version, actor=actor, reason=reason)
+            print(f"{product}: {version} retired")
+    except (releases.ReleaseError, ValueError) as exc:
+        raise SystemExit(str(exc)) from exc
+    status = release_status(engine, contract)
+    print(
+        f"\n{product}: live {status.live}, candidate {status.candidate or 'none'}, "
+        f"rollback target {status.rollback_target or 'none'}"
+    )
+    print(status.versions_markdown())
+    if action == "status":
+        print("\n" + status.history_markdown())
+
+
+def evaluate(
+    product: str, queries_file: Path, qrels_file: Path, version: str | None, k: int
+) -> None:
+    """nDCG@10 and recall@k of a product's version on BEIR judgments, scoring documents."""
+    from mesh_rag_pipelines.connections import store_engine
+    from mesh_rag_pipelines.retrieval import evaluation
+
+    qrels = evaluation.load_qrels(qrels_file)
+    queries = evaluation.load_queries(queries_file, judged=qrels)
+    scores = evaluation.evaluate(
+        store_engine(), _contract(product), queries, qrels, recall_k=k, version=version
+    )
+    print(
+        f"{product} {version or '(live)'}: nDCG@10 {scores.ndcg10:.5f}  "
+        f"recall@{k} {scores.recall:.5f}  over {scores.queries} queries"
+    )
+
+
 def _contracts() -> list[DataProductContract]:
     return load_contracts(settings.contracts_dir())
 
@@ -154,21 +227,122 @@ def _contract(product: str) -> DataProductContract:
     return contracts[product]
 
 
-def query(text: str, products: list[str] | None, groups: list[str] | None, k: int) -> None:
-    from mesh_rag_pipelines.connections import store_engine
-    from mesh_rag_pipelines.retrieval import search
+def _request(args: argparse.Namespace) -> Any:
+    """The caller and the request the query and answer commands share; a caller identity is
+    required: the groups to read as, or the separately configured operator view."""
+    from mesh_rag_pipelines.retrieval import OPERATOR, Caller
+    from mesh_rag_pipelines.retrieval.request import RetrievalRequest
 
-    contracts = _contracts()
-    hits = search(store_engine(), contracts, text, k=k, products=products, groups=groups)
-    print(f"query: {text}")
-    if not hits:
-        print("  no results")
-    for rank, hit in enumerate(hits, start=1):
-        snippet = textwrap.shorten(hit.text.split("\n\n", 1)[-1], 110)
+    if not args.group and not args.operator:
+        raise SystemExit(
+            "a caller identity is required: --group G (repeatable), or --operator with "
+            f"{settings.OPERATOR_DATABASE_URL} set"
+        )
+    return RetrievalRequest(
+        query=args.text,
+        caller=OPERATOR if args.operator else Caller.of(args.group),
+        k=args.k,
+        unit="documents" if args.documents else "chunks",
+        products=tuple(args.product or ()),
+        domains=tuple(args.domain or ()),
+        document_types=tuple(args.type or ()),
+        tags=tuple(args.tag or ()),
+    )
+
+
+def _reader(operator: bool) -> Any:
+    from mesh_rag_pipelines.connections import operator_engine, serving_engine
+
+    try:
+        return operator_engine() if operator else serving_engine()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
+
+
+def query(args: argparse.Namespace) -> None:
+    from mesh_rag_pipelines.retrieval.request import retrieve
+
+    request = _request(args)
+    found = retrieve(_reader(args.operator), _contracts(), request)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": args.text,
+                    "products": found.products,
+                    "abstention": found.abstention,
+                    "hits": [_hit_json(h) for h in found.hits],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    print(f"query: {args.text}")
+    if found.abstention:
+        print(f"  no answer: {found.abstention}")
+    for rank, hit in enumerate(found.hits, start=1):
+        body = hit.text.split("\n\n", 1)[-1]
+        shown = body if args.full else textwrap.shorten(body, 300)
         print(
             f"{rank:>3}. {hit.score:.3f}  {hit.product}/{hit.doc_id} v{hit.doc_version} "
-            f"chunk {hit.chunk_no}  [{hit.section or hit.title or ''}]\n       {snippet}"
+            f"chunk {hit.chunk_no}  [{hit.section or hit.title or ''}]\n"
+            + textwrap.indent(textwrap.fill(shown, 96), "       ")
         )
+
+
+def _hit_json(hit: Any) -> dict[str, Any]:
+    return {
+        "product": hit.product,
+        "doc_id": hit.doc_id,
+        "doc_version": hit.doc_version,
+        "chunk_no": hit.chunk_no,
+        "index_version": hit.index_version,
+        "score": round(hit.score, 6),
+        "title": hit.title,
+        "section": hit.section,
+        "text": hit.text,
+        "source_updated_at": hit.source_updated_at,
+    }
+
+
+def answer(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from mesh_rag_pipelines.retrieval.answer import OpenAIChat, answer
+
+    chat = None
+    model = os.environ.get(settings.ANSWER_MODEL)
+    if model:
+        key = os.environ.get(settings.OPENAI_API_KEY)
+        if not key:
+            raise SystemExit(f"{settings.ANSWER_MODEL} is set: it needs {settings.OPENAI_API_KEY}")
+        chat = OpenAIChat(model, key, os.environ.get(settings.OPENAI_BASE_URL))
+    result = answer(_reader(args.operator), _contracts(), _request(args), chat)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2, default=str))
+        return
+    if result.abstention:
+        print(f"no answer: {result.abstention}")
+        return
+    print(result.text)
+    print(f"\n{'answered by ' + result.model if result.model else 'extracted passages'}; sources:")
+    for c in result.citations:
+        print(f"  [{c.number}] {c.product}/{c.doc_id} ({c.index_version}, chunk {c.chunk_no})")
+
+
+def forget(product: str, doc_id: str, reason: str | None) -> None:
+    """Erase one document from every index version, chunk set, cache entry and state."""
+    from mesh_rag_pipelines.connections import store_engine
+    from mesh_rag_pipelines.governance.erasure import forget as erase
+
+    done = erase(store_engine(), _contract(product), doc_id, actor=getpass.getuser(), reason=reason)
+    print(
+        f"{product}/{doc_id} forgotten: {done.index_rows_removed} index rows in "
+        f"{len(done.versions)} versions, {done.chunks_removed} chunks, "
+        f"{done.cache_entries_removed} cache entries, {done.quarantined_removed} quarantined "
+        "records removed; a replay of its change events will not bring it back"
+    )
 
 
 def seed() -> None:
@@ -205,13 +379,16 @@ def demo() -> None:
     seed()
     build()
     print(f"built all products in {time.perf_counter() - started:.1f}s\n")
-    query(SAMPLE_QUERY, None, None, 3)
+    main(["query", SAMPLE_QUERY, "--group", "employees", "-k", "3"])
+    print()
+    main(["answer", SAMPLE_QUERY, "--group", "employees", "-k", "2"])
     print(
         textwrap.dedent("""
         Open the Dagster UI (assets, checks, sensors, schedules, backfills):
           DAGSTER_HOME=$PWD .venv/bin/dagster dev -w workspace.yaml   # then http://127.0.0.1:3000
-        Query again:
+        Query again, as a caller of group employees (answers cite their passages):
           .venv/bin/mesh-rag query "expensing a hotel in New York" --group employees
+          .venv/bin/mesh-rag answer "expensing a hotel in New York" --group employees
         Stop the embedded PostgreSQL and S3 server:
           .venv/bin/mesh-rag services stop""")
     )
@@ -228,19 +405,50 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("seed", help="load sample products' seed data into their sources")
     check_cmd = commands.add_parser("check", help="validate every contract, listing all problems")
     check_cmd.add_argument("directory", nargs="?", type=Path)
-    query_cmd = commands.add_parser("query", help="search the live indexes")
-    query_cmd.add_argument("text")
-    query_cmd.add_argument("--product", action="append")
-    query_cmd.add_argument(
-        "--group", action="append", help="caller's ACL group (repeatable); none means no ACL filter"
-    )
-    query_cmd.add_argument("-k", type=int, default=10)
+    for name, help_text in (
+        ("query", "search the live indexes as a caller"),
+        ("answer", "a grounded answer with citations, as a caller"),
+    ):
+        reader = commands.add_parser(name, help=help_text)
+        reader.add_argument("text")
+        reader.add_argument("--group", action="append", help="the caller's ACL group (repeatable)")
+        reader.add_argument(
+            "--operator",
+            action="store_true",
+            help=f"unfiltered view, through {settings.OPERATOR_DATABASE_URL}",
+        )
+        reader.add_argument("--product", action="append")
+        reader.add_argument("--domain", action="append")
+        reader.add_argument("--type", action="append", help="document type")
+        reader.add_argument("--tag", action="append")
+        reader.add_argument("-k", type=int, default=5 if name == "answer" else 10)
+        reader.add_argument("--documents", action="store_true", help="k counts documents")
+        reader.add_argument("--json", action="store_true")
+        reader.add_argument("--full", action="store_true", help="whole passages")
+    forget_cmd = commands.add_parser("forget", help="erase a document (right to be forgotten)")
+    forget_cmd.add_argument("--product", required=True)
+    forget_cmd.add_argument("--id", required=True, dest="doc_id")
+    forget_cmd.add_argument("--reason")
     quarantine_cmd = commands.add_parser(
         "quarantine", help="list quarantined records, or read a product's again once fixed"
     )
     quarantine_cmd.add_argument("action", choices=["list", "redrive"])
     quarantine_cmd.add_argument("--product", action="append")
     quarantine_cmd.add_argument("--source", help="only the records of this file or table")
+    release_cmd = commands.add_parser(
+        "release", help="index versions of a product: status, validate, swap, rollback, retire"
+    )
+    release_cmd.add_argument("action", choices=["status", "validate", "swap", "rollback", "retire"])
+    release_cmd.add_argument("--product", required=True)
+    release_cmd.add_argument("--version", help="index version id (default: the contract's)")
+    release_cmd.add_argument("--force", action="store_true", help="swap past a failed gate")
+    release_cmd.add_argument("--reason", help="why; required with --force, always recorded")
+    eval_cmd = commands.add_parser("eval", help="nDCG@10 and recall@k on BEIR judgments")
+    eval_cmd.add_argument("--product", required=True)
+    eval_cmd.add_argument("--queries", required=True, type=Path, help="BEIR queries.jsonl")
+    eval_cmd.add_argument("--qrels", required=True, type=Path, help="BEIR qrels TSV")
+    eval_cmd.add_argument("--version", help="index version id (default: the live one)")
+    eval_cmd.add_argument("-k", type=int, default=100, help="recall depth, in documents")
     services_cmd = commands.add_parser("services", help="embedded PostgreSQL and local S3")
     services_cmd.add_argument("action", choices=["start", "stop"])
     args = parser.parse_args(argv)
@@ -253,9 +461,17 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "check":
         check(args.directory)
     elif args.command == "query":
-        query(args.text, args.product, args.group, args.k)
+        query(args)
+    elif args.command == "answer":
+        answer(args)
+    elif args.command == "forget":
+        forget(args.product, args.doc_id, args.reason)
     elif args.command == "quarantine":
         quarantine(args.action, args.product, args.source)
+    elif args.command == "release":
+        release(args.action, args.product, args.version, args.force, args.reason)
+    elif args.command == "eval":
+        evaluate(args.product, args.queries, args.qrels, args.version, args.k)
     elif args.command == "services":
         services(args.action)
 

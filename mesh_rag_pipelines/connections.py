@@ -8,11 +8,36 @@ from typing import Any
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.store.database import database_url, engine_for
+from mesh_rag_pipelines.governance.access import SERVING_ROLE
+from mesh_rag_pipelines.store.database import database_url, engine_for, source_engine
 
 
 def store_engine(url: str | None = None) -> Engine:
     return engine_for(url or database_url())
+
+
+def serving_engine() -> Engine:
+    """Retrieval's connection, as the serving role (row-level security applies to it):
+    MESH_RAG_SERVING_DATABASE_URL, or the store's server with the serving role's login."""
+    configured = os.environ.get(settings.SERVING_DATABASE_URL)
+    store = store_engine()  # the schema, roles and policies exist before anyone reads
+    if configured:
+        return source_engine(configured)
+    login = store.url.set(username=SERVING_ROLE, password=None)
+    return source_engine(login.render_as_string(hide_password=False))
+
+
+def operator_engine() -> Engine:
+    """The unfiltered operator view: only through a separately configured connection whose
+    role bypasses row-level security (the store's owner, or a role with BYPASSRLS)."""
+    configured = os.environ.get(settings.OPERATOR_DATABASE_URL)
+    if not configured:
+        raise RuntimeError(
+            f"the operator view needs {settings.OPERATOR_DATABASE_URL}: a connection whose role "
+            "bypasses row-level security"
+        )
+    store_engine()
+    return source_engine(configured)
 
 
 def s3_endpoint_url() -> str:

@@ -22,7 +22,7 @@ from mesh_rag_pipelines.sources.landing_cursor import (
     shards_touched,
     unseen,
 )
-from mesh_rag_pipelines.sources.postgres_table import WATERMARK, read_table
+from mesh_rag_pipelines.sources.postgres_table import read_table
 from mesh_rag_pipelines.sources.s3_landing import (
     LandedObject,
     list_landed_objects,
@@ -34,6 +34,7 @@ from mesh_rag_pipelines.store.chunk_set import (
     apply_source_read,
     known_documents,
     read_cursors,
+    sync_acl,
 )
 from mesh_rag_pipelines.store.database import source_engine
 from mesh_rag_pipelines.store.index_writer import Embedders, IndexResult, refresh_index
@@ -62,8 +63,8 @@ def read_source(contract: DataProductContract, shard: int, access: SourceAccess)
     if kind == "files":
         return read_files(contract, shard, known)
     if kind == "postgres_table":
-        watermark = read_cursors(access.engine, contract.name, shard).get(WATERMARK)
-        return read_table(contract, access.table_engine(contract), shard, known, watermark)
+        cursors = read_cursors(access.engine, contract.name, shard)
+        return read_table(contract, access.table_engine(contract), shard, known, cursors)
     if access.s3 is None:
         raise RuntimeError(f"product {contract.name}: an S3 client is needed for {kind}")
     applied = applied_objects(access.engine, contract.name, shard)
@@ -73,7 +74,11 @@ def read_source(contract: DataProductContract, shard: int, access: SourceAccess)
 def refresh_chunk_set(
     contract: DataProductContract, shard: int, access: SourceAccess
 ) -> ChunkSetResult:
-    return apply_source_read(access.engine, contract, shard, read_source(contract, shard, access))
+    """Apply the shard's source changes, then any change of the contract's ACL groups."""
+    read = read_source(contract, shard, access)
+    result = apply_source_read(access.engine, contract, shard, read)
+    result.acl_updated = sync_acl(access.engine, contract, shard)
+    return result
 
 
 def shards_with_pending_changes(contract: DataProductContract, access: SourceAccess) -> list[int]:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from sqlalchemy import Engine, text
 
-from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.contracts import DataProductContract, load_contract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
-from mesh_rag_pipelines.store.index_versions import live_versions
+from mesh_rag_pipelines.store.index_versions import get_version, live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
 
 IndexSnapshot = dict[tuple[str, int], tuple[int, str, str, tuple[str, ...], np.ndarray]]
 
 
-def index_rows(engine: Engine, product: str) -> IndexSnapshot:
-    """(doc id, chunk no) -> (doc version, text, model, acl groups, vector) of the live version."""
-    version = live_versions(engine, [product])[0]
+def index_rows(engine: Engine, product: str, version_id: str | None = None) -> IndexSnapshot:
+    """(doc id, chunk no) -> (doc version, text, model, acl groups, vector) of a version, the
+    live one by default."""
+    version = get_version(engine, version_id) if version_id else live_versions(engine, [product])[0]
+    assert version is not None, version_id
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -53,3 +57,12 @@ def build_all(
         results = build_product(contract, access, embedder)
         embedded[name] = sum(index.texts_embedded for _, index in results)
     return embedded
+
+
+def edited(products_dir: Path, name: str, old: str, new: str) -> DataProductContract:
+    """The product's contract with `old` replaced by `new` in its YAML file."""
+    path = products_dir / f"{name}.yaml"
+    source = path.read_text()
+    assert old in source, old
+    path.write_text(source.replace(old, new, 1))
+    return load_contract(path)

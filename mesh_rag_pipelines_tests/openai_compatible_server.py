@@ -1,10 +1,10 @@
-"""An OpenAI-compatible embeddings endpoint on loopback, for tests.
+"""An OpenAI-compatible endpoint on loopback, for tests: embeddings and chat completions.
 
 OpenAI itself cannot be reached from here, so this server stands in for it over real HTTP:
 POST /v1/embeddings answers with deterministic vectors (seeded by the text) and returns the items
-out of order (clients must use `index`). It can be told to misbehave, as real providers do:
-a queue of faults for the next requests (`faults`), or a seeded random share of all requests
-(`fault_rate`). Every request is recorded.
+out of order (clients must use `index`); POST /v1/chat/completions answers with `chat_reply`.
+It can be told to misbehave, as real providers do: a queue of faults for the next requests
+(`faults`), or a seeded random share of all requests (`fault_rate`). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -44,7 +45,7 @@ def expected_vector(text: str, dimensions: int) -> np.ndarray:
 
 
 @dataclass
-class EmbeddingsServer:
+class OpenAICompatibleServer:
     requests: list[dict] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     fault_rate: float = 0.0
@@ -54,6 +55,10 @@ class EmbeddingsServer:
     default_dimensions: int = 1536
     base_url: str = ""
     faults_served: list[str] = field(default_factory=list)
+    # How texts become vectors (texts, dimensions -> vectors); default: noise seeded by text.
+    model: Callable[[list[str], int], list[list[float]]] | None = None
+    chat_reply: str = "The passage says so [1]."
+    chat_requests: list[dict] = field(default_factory=list)
 
     def _next_fault(self, rng: random.Random) -> str | None:
         if self.faults:
@@ -89,6 +94,10 @@ class EmbeddingsServer:
                     return
                 if fault == "hang":
                     time.sleep(owner.hang_seconds)
+                if self.path == "/v1/chat/completions":
+                    owner.chat_requests.append(body)
+                    self._reply(200, owner._chat(body))
+                    return
                 if self.path != "/v1/embeddings":
                     self._reply(404, {"error": {"message": f"no route {self.path}"}})
                     return
@@ -117,9 +126,10 @@ class EmbeddingsServer:
         dims = body.get("dimensions", self.default_dimensions)
         if fault == "wrong_dimensions":
             dims += 1
+        vectors = self.model(inputs, dims) if self.model else [fake_vector(t, dims) for t in inputs]
         data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(t, dims)}
-            for i, t in enumerate(inputs)
+            {"object": "embedding", "index": i, "embedding": vector}
+            for i, vector in enumerate(vectors)
         ]
         if fault == "short_reply":
             data.pop()
@@ -135,6 +145,22 @@ class EmbeddingsServer:
             "data": data,
             "model": body["model"],
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
+
+    def _chat(self, body: dict) -> dict:
+        return {
+            "id": f"chat-{len(self.chat_requests)}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.chat_reply},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
 
     def stop(self) -> None:

@@ -32,16 +32,16 @@ from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows
-from mesh_rag_pipelines_tests.openai_compatible_server import EmbeddingsServer
+from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 DIMENSIONS = 32
 
 
 @pytest.fixture
-def embeddings() -> Iterator[EmbeddingsServer]:
+def embeddings() -> Iterator[OpenAICompatibleServer]:
     # A little latency per request, so that a shard's index step is long enough to die in.
-    server = EmbeddingsServer(delay_seconds=0.3)
+    server = OpenAICompatibleServer(delay_seconds=0.3)
     server.start()
     yield server
     server.stop()
@@ -61,7 +61,11 @@ def openai_products(products_dir: Path) -> list[DataProductContract]:
 
 
 def _cli_env(
-    database_url: str, s3_endpoint: str, products_dir: Path, server: EmbeddingsServer, home: Path
+    database_url: str,
+    s3_endpoint: str,
+    products_dir: Path,
+    server: OpenAICompatibleServer,
+    home: Path,
 ) -> dict[str, str]:
     home.mkdir(exist_ok=True)
     return {
@@ -125,7 +129,7 @@ def _assert_equals_a_build_from_scratch(
     engine: Engine,
     contracts: list[DataProductContract],
     scratch_url: str,
-    server: EmbeddingsServer,
+    server: OpenAICompatibleServer,
     s3: Any,
 ) -> None:
     from mesh_rag_pipelines.embedding.openai_compatible import OpenAIEmbedder
@@ -150,7 +154,7 @@ def test_builds_killed_at_points_over_every_shard_converge_on_the_next_build(
     engine: Engine,
     s3_endpoint: str,
     s3: Any,
-    embeddings: EmbeddingsServer,
+    embeddings: OpenAICompatibleServer,
     tmp_path: Path,
 ) -> None:
     seed_sources(openai_products, engine, s3)
@@ -192,7 +196,7 @@ def test_a_postgresql_immediate_stop_mid_build_converges_on_the_next_build(
     new_database: Callable[[], str],
     s3_endpoint: str,
     s3: Any,
-    embeddings: EmbeddingsServer,
+    embeddings: OpenAICompatibleServer,
     tmp_path: Path,
 ) -> None:
     url, data_dir = private_server

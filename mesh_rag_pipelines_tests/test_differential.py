@@ -10,9 +10,15 @@ shards in between. A reference model folds the same changes by the version rules
 - a delete applies iff its version is newer than the stored one, or equal to a live one;
 - a tombstone keeps its version.
 
+Between runs, sequences also release: the contract moves to another model or chunker (a new
+index version, or a retired one brought back), versions are swapped in (forced: no gate here),
+rolled back and retired. Every sync keeps every version that is not retired equal to document
+state, and a delete reaches every version's table.
+
 After every call the chunk-set and index counts must equal the model's; after the sequence the
-document state must equal the model's fold, and the index must equal a build from scratch of
-the fold's live documents into a fresh product with an empty cache.
+document state must equal the model's fold, and every maintained version must equal a build
+from scratch of the fold's live documents with its own chunker and model, into a fresh product
+with an empty cache.
 
 The changes are change-stream events, as landing files carry them; a polled source's changes
 (its current state is the truth) are covered by test_incremental_sequence.py. Vectors come from
@@ -39,11 +45,17 @@ from mesh_rag_pipelines.contracts import (
     EmbeddingSpec,
     load_contracts,
 )
+from mesh_rag_pipelines.releases import ReleaseError, retire, rollback, swap
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum, shard_of
 from mesh_rag_pipelines.store.chunk_set import apply_source_read
 from mesh_rag_pipelines.store.health import index_health
-from mesh_rag_pipelines.store.index_versions import ensure_index_version
+from mesh_rag_pipelines.store.index_versions import (
+    ensure_index_version,
+    index_version_id,
+    maintained_versions,
+    product_versions,
+)
 from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines.store.schema import DocumentState, IndexVersion, index_table
 from mesh_rag_pipelines_tests.hashing_embedder import HashingEmbedder
@@ -76,20 +88,26 @@ WEIGHTS = (6, 2, 2, 2, 2, 3, 2, 2)
 SHIPPED_TICKETS = next(c for c in load_contracts() if c.name == "support_tickets")
 
 
-def _contract(name: str) -> DataProductContract:
+# What a sequence's contract moves between: two chunkers, two model revisions.
+CHUNKERS = (
+    ChunkingSpec(name="paragraphs", version=1, max_words=20, overlap_words=5),
+    ChunkingSpec(name="paragraphs", version=2, max_words=30, overlap_words=0),
+)
+MODELS = (
+    EmbeddingSpec(provider="openai", model="hashing-test-double", dimensions=DIMENSIONS),
+    EmbeddingSpec(
+        provider="openai", model="hashing-test-double", dimensions=DIMENSIONS, revision="2"
+    ),
+)
+
+
+def _contract(
+    name: str, chunking: ChunkingSpec = CHUNKERS[0], embedding: EmbeddingSpec = MODELS[0]
+) -> DataProductContract:
     """The shipped ticket product with small chunks and the test double's model identity."""
     return SHIPPED_TICKETS.model_copy(
-        update={
-            "name": name,
-            "chunking": ChunkingSpec(name="paragraphs", version=1, max_words=20, overlap_words=5),
-            "embedding": EmbeddingSpec(
-                provider="openai", model="hashing-test-double", dimensions=DIMENSIONS
-            ),
-        }
+        update={"name": name, "chunking": chunking, "embedding": embedding}
     )
-
-
-CHUNKING = _contract("template").chunking
 
 
 # --- generating sequences ----------------------------------------------------------------------
@@ -106,11 +124,22 @@ class Refresh:
     shard: int
 
 
+@dataclass(frozen=True)
+class Release:
+    """Between runs: move the contract to (chunker, model), or swap / roll back / retire."""
+
+    action: str  # "contract", "swap", "rollback", "retire"
+    chunker: int = 0
+    model: int = 0
+    pick: int = 0
+    shard: int = -1
+
+
 @dataclass
 class GeneratedSequence:
     seed: int
     shards: list[int]
-    runs: list[list[Apply | Refresh]] = field(default_factory=list)
+    runs: list[list[Apply | Refresh | Release]] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
 
 
@@ -188,19 +217,31 @@ def generate(seed: int) -> GeneratedSequence:
             sequence.kinds[kind] += 1
         rng.shuffle(batch)
         delivered.append(list(batch))
-        sequence.runs.append(_split(rng, batch, sequence))
+        sequence.runs.append([*_releases(rng, sequence), *_split(rng, batch, sequence)])
     return sequence
+
+
+def _releases(rng: random.Random, sequence: GeneratedSequence) -> list[Release]:
+    """Release actions before a run: sometimes none, sometimes several."""
+    actions = []
+    if rng.random() < 0.35:
+        actions.append(Release("contract", rng.randrange(2), rng.randrange(2)))
+    for name, chance in (("swap", 0.3), ("rollback", 0.15), ("retire", 0.15)):
+        if rng.random() < chance:
+            actions.append(Release(name, pick=rng.randrange(4)))
+    sequence.kinds.update(f"release_{a.action}" for a in actions)
+    return actions
 
 
 def _split(
     rng: random.Random, batch: list[DocumentChange], sequence: GeneratedSequence
-) -> list[Apply | Refresh]:
+) -> list[Apply | Refresh | Release]:
     """One run: a chunk-set call per shard (sometimes two), index refreshes of random shards."""
     kinds = sequence.kinds
     per_shard: dict[int, list[DocumentChange]] = {}
     for change in batch:
         per_shard.setdefault(shard_of(change.doc_id), []).append(change)
-    actions: list[Apply | Refresh] = []
+    actions: list[Apply | Refresh | Release] = []
     for shard, changes in per_shard.items():
         if len(changes) > 1 and rng.random() < 0.3:
             cut = rng.randint(1, len(changes) - 1)
@@ -229,11 +270,16 @@ class StoredDocument:
 
 @dataclass
 class ReferenceModel:
-    """The version rules of the module docstring, over plain dictionaries."""
+    """The version rules of the module docstring, over plain dictionaries, for every index
+    version: which document version each holds, and which texts each model has embedded."""
 
     documents: dict[str, StoredDocument] = field(default_factory=dict)
-    indexed: dict[str, int] = field(default_factory=dict)
-    embedded_texts: set[str] = field(default_factory=set)
+    specs: dict[str, tuple[ChunkingSpec, EmbeddingSpec]] = field(default_factory=dict)
+    maintained: list[str] = field(default_factory=list)  # in registration order
+    indexed: dict[str, dict[str, int]] = field(default_factory=dict)
+    embedded_texts: dict[str, set[str]] = field(default_factory=dict)
+    live_version: str | None = None
+    replaced: dict[str, str] = field(default_factory=dict)  # version -> the one it replaced
 
     def apply(self, changes: list[DocumentChange]) -> dict[str, int]:
         winners: dict[str, DocumentChange] = {}
@@ -260,84 +306,177 @@ class ReferenceModel:
             self.documents[change.doc_id] = StoredDocument(change.version, deleted, change)
             if deleted:
                 counts["deleted"] += int(stored is not None and not stored.deleted)
-                self.indexed.pop(change.doc_id, None)
+                for indexed in self.indexed.values():  # retired versions' tables too
+                    indexed.pop(change.doc_id, None)
             else:
                 counts["changed"] += 1
         return counts
+
+    def register(self, version_id: str, chunking: ChunkingSpec, embedding: EmbeddingSpec) -> None:
+        """A refresh registers the contract's version, or brings a retired one back."""
+        if version_id not in self.specs:
+            self.specs[version_id] = (chunking, embedding)
+            self.indexed[version_id] = {}
+        if version_id not in self.maintained:
+            self.maintained.append(version_id)
+            self.maintained.sort(key=list(self.specs).index)
+        if self.live_version is None:
+            self.live_version = version_id
+
+    def rollback_target(self) -> str | None:
+        target = self.replaced.get(self.live_version or "")
+        return target if target in self.maintained else None
+
+    def release(self, action: str, version_id: str | None) -> bool:
+        """Apply a release action; whether the registry must accept it."""
+        if action == "rollback":
+            version_id = self.rollback_target()
+            if version_id is None:
+                return False
+        elif version_id is None or version_id == self.live_version:
+            return False
+        if action == "retire":
+            if version_id == self.rollback_target():
+                return False
+            self.maintained.remove(version_id)
+            return True
+        assert self.live_version is not None
+        self.replaced[version_id] = self.live_version
+        self.live_version = version_id
+        return True
 
     def live(self) -> dict[str, StoredDocument]:
         return {doc: stored for doc, stored in self.documents.items() if not stored.deleted}
 
     def refresh(self, shard: int) -> dict[str, int]:
-        pending = [
-            (doc, stored)
-            for doc, stored in self.live().items()
-            if shard_of(doc) == shard and self.indexed.get(doc) != stored.version
-        ]
-        texts = {text for _, stored in pending for text in _chunk_texts(stored.change)}
-        missing = texts - self.embedded_texts
-        self.embedded_texts |= texts
-        for doc, stored in pending:
-            self.indexed[doc] = stored.version
-        return {"texts_embedded": len(missing), "documents_indexed": len(pending)}
+        totals = {"texts_embedded": 0, "documents_indexed": 0}
+        for version_id in self.maintained:
+            chunking, embedding = self.specs[version_id]
+            indexed = self.indexed[version_id]
+            pending = [
+                (doc, stored)
+                for doc, stored in self.live().items()
+                if shard_of(doc) == shard and indexed.get(doc) != stored.version
+            ]
+            texts = {
+                text for _, stored in pending for text in _chunk_texts(chunking, stored.change)
+            }
+            seen = self.embedded_texts.setdefault(embedding.model_id, set())
+            totals["texts_embedded"] += len(texts - seen)
+            seen |= texts
+            for doc, stored in pending:
+                indexed[doc] = stored.version
+            totals["documents_indexed"] += len(pending)
+        return totals
 
 
-def _chunk_texts(change: DocumentChange) -> list[str]:
-    return [chunk.text for chunk in chunk_document(CHUNKING, change.title, change.content)]
+def _chunk_texts(chunking: ChunkingSpec, change: DocumentChange) -> list[str]:
+    return [chunk.text for chunk in chunk_document(chunking, change.title, change.content)]
 
 
 # --- running a sequence against the store ------------------------------------------------------
 
 
 def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
-    """Divergences between the store and the model, and between the index and a fresh build."""
-    contract = _contract(f"diff_{sequence.seed:04d}")
-    embedder = HashingEmbedder(f"test-double:hashing:{contract.name}", DIMENSIONS)
+    """Divergences between the store and the model, and between every maintained version and
+    a fresh build with its spec."""
+    name = f"diff_{sequence.seed:04d}"
+    contract = _contract(name)
+    embedders: dict[str, HashingEmbedder] = {}
+
+    def embedder_for(spec: EmbeddingSpec) -> HashingEmbedder:
+        if spec.model_id not in embedders:
+            embedders[spec.model_id] = HashingEmbedder(
+                f"test-double:{name}:{spec.model_id}", DIMENSIONS
+            )
+        return embedders[spec.model_id]
+
     model = ReferenceModel()
     divergences: list[str] = []
-    table = _index_table_of(ensure_index_version(engine, contract))
 
     def check(where: str, expected: Mapping[str, object], actual: Mapping[str, object]) -> None:
         if expected != actual:
             divergences.append(f"seed {sequence.seed} {where}: model {expected}, store {actual}")
 
     def refresh(where: str, shard: int) -> None:
-        result = refresh_index(engine, contract, shard, embedder)
+        model.register(index_version_id(contract), contract.chunking, contract.embedding)
+        result = refresh_index(engine, contract, shard, embedder_for)
         actual = {
             "texts_embedded": result.texts_embedded,
             "documents_indexed": result.documents_indexed,
         }
         check(where, model.refresh(shard), actual)
 
+    def release(where: str, action: Release) -> None:
+        nonlocal contract
+        if action.action == "contract":
+            contract = _contract(name, CHUNKERS[action.chunker], MODELS[action.model])
+            return
+        chosen = model.maintained[action.pick % len(model.maintained)] if model.maintained else None
+        accepted = model.release(action.action, chosen)
+        try:
+            if action.action == "swap":
+                swap(engine, name, chosen or "", actor="test", force=True, reason="test")
+            elif action.action == "rollback":
+                rollback(engine, name, actor="test")
+            else:
+                retire(engine, name, chosen or "", actor="test")
+            done = True
+        except ReleaseError:
+            done = False
+        check(where, {"accepted": accepted}, {"accepted": done})
+
     for number, run in enumerate(sequence.runs):
         for action in run:
             where = f"run {number} {type(action).__name__.lower()} shard {action.shard}"
-            if isinstance(action, Refresh):
+            if isinstance(action, Release):
+                release(f"run {number} {action.action}", action)
+            elif isinstance(action, Refresh):
                 refresh(where, action.shard)
-                continue
-            result = apply_source_read(
-                engine, contract, action.shard, SourceRead(changes=action.changes)
-            )
-            actual = {
-                "changed": result.documents_changed,
-                "deleted": result.documents_deleted,
-                "stale": result.stale_changes_ignored,
-            }
-            check(where, model.apply(action.changes), actual)
+            else:
+                result = apply_source_read(
+                    engine, contract, action.shard, SourceRead(changes=action.changes)
+                )
+                actual = {
+                    "changed": result.documents_changed,
+                    "deleted": result.documents_deleted,
+                    "stale": result.stale_changes_ignored,
+                }
+                check(where, model.apply(action.changes), actual)
         tombstoned = [doc for doc, stored in model.documents.items() if stored.deleted]
-        check(f"run {number} rows of deleted documents", {}, _rows_of(engine, table, tombstoned))
+        with engine.connect() as conn:
+            tables = [_index_table_of(v) for v in product_versions(conn, name)]
+        for table in tables:
+            rows = _rows_of(engine, table, tombstoned)
+            check(f"run {number} rows of deleted documents in {table.name}", {}, rows)
     for shard in sequence.shards:
         refresh(f"final refresh shard {shard}", shard)
 
-    check("document state", _model_state(model), _stored_state(engine, contract.name))
-    health = index_health(engine, contract.name)
-    if health is None or not health.consistent:
-        divergences.append(f"seed {sequence.seed}: index health {health}")
-    try:
-        scratch = _build_from_scratch(engine, model, f"{contract.name}_scratch")
-        assert_same_index(index_rows(engine, contract.name), scratch)
-    except AssertionError as exc:
-        divergences.append(f"seed {sequence.seed}: index differs from a build from scratch: {exc}")
+    check("document state", _model_state(model), _stored_state(engine, name))
+    stored_versions = maintained_versions(engine, name)
+    live = next((v.id for v in stored_versions if v.status == "live"), None)
+    check(
+        "versions",
+        {"maintained": model.maintained, "live": model.live_version},
+        {"maintained": [v.id for v in stored_versions], "live": live},
+    )
+    for number, version in enumerate(maintained_versions(engine, name)):
+        health = index_health(engine, name, version=version)
+        if health is None or not health.consistent:
+            divergences.append(f"seed {sequence.seed}: {version.id} health {health}")
+        try:
+            scratch = _build_from_scratch(
+                engine,
+                model,
+                f"{name}_scratch{number}",
+                version.chunking_spec,
+                version.embedding_spec,
+            )
+            assert_same_index(index_rows(engine, name, version.id), scratch)
+        except AssertionError as exc:
+            divergences.append(
+                f"seed {sequence.seed}: {version.id} differs from a build from scratch: {exc}"
+            )
     return divergences
 
 
@@ -367,9 +506,15 @@ def _stored_state(engine: Engine, product: str) -> dict[str, tuple[int, bool]]:
         return {row.doc_id: (row.version, row.deleted) for row in conn.execute(query)}
 
 
-def _build_from_scratch(engine: Engine, model: ReferenceModel, product: str) -> IndexSnapshot:
+def _build_from_scratch(
+    engine: Engine,
+    model: ReferenceModel,
+    product: str,
+    chunking: ChunkingSpec,
+    embedding: EmbeddingSpec,
+) -> IndexSnapshot:
     """The fold's live documents, once each, into a fresh product with an empty cache."""
-    contract = _contract(product)
+    contract = _contract(product, chunking, embedding)
     embedder = HashingEmbedder(f"test-double:hashing:{contract.name}:scratch", DIMENSIONS)
     ensure_index_version(engine, contract)
     live = [stored.change for stored in model.live().values()]

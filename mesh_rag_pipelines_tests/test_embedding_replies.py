@@ -5,6 +5,7 @@ the model, what was expected and what came back, and nothing of it reaches the c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,7 +21,7 @@ from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.helpers import index_rows
 from mesh_rag_pipelines_tests.openai_compatible_server import (
     FAULTS,
-    EmbeddingsServer,
+    OpenAICompatibleServer,
     expected_vector,
 )
 
@@ -28,14 +29,14 @@ SPEC = EmbeddingSpec(provider="openai", model="text-embedding-3-small", dimensio
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddingsServer]:
-    server = EmbeddingsServer()
+def server() -> Iterator[OpenAICompatibleServer]:
+    server = OpenAICompatibleServer()
     server.start()
     yield server
     server.stop()
 
 
-def _embedder(server: EmbeddingsServer, **kwargs: float) -> OpenAIEmbedder:
+def _embedder(server: OpenAICompatibleServer, **kwargs: float) -> OpenAIEmbedder:
     options = {"timeout": 1.0, "max_retries": 6, "retry_seconds": 0.01, **kwargs}
     return OpenAIEmbedder(SPEC, api_key="test-key", base_url=server.base_url, **options)  # type: ignore[arg-type]
 
@@ -74,7 +75,7 @@ def _assert_every_stored_vector_is_right(engine: Engine, product: str) -> None:
 )
 def test_a_bad_reply_is_retried_and_only_right_vectors_are_stored(
     fault: str,
-    server: EmbeddingsServer,
+    server: OpenAICompatibleServer,
     contracts: dict[str, DataProductContract],
     access: SourceAccess,
     engine: Engine,
@@ -102,7 +103,7 @@ def test_a_bad_reply_is_retried_and_only_right_vectors_are_stored(
 def test_a_reply_that_stays_bad_fails_the_run_naming_product_model_and_what_came_back(
     fault: str,
     received: str,
-    server: EmbeddingsServer,
+    server: OpenAICompatibleServer,
     contracts: dict[str, DataProductContract],
     access: SourceAccess,
     engine: Engine,
@@ -118,7 +119,7 @@ def test_a_reply_that_stays_bad_fails_the_run_naming_product_model_and_what_came
         "embedding model openai:text-embedding-3-small:1:32 at "
         f"{server.base_url}: expected 3 embeddings of 32 dimensions, "
     )
-    assert __import__("re").search(received, message), message
+    assert re.search(received, message), message
 
     with pytest.raises(EmbeddingReplyError, match=r"^product hr_policies: embedding model "):
         build_product(contract, access, embedder)
@@ -131,7 +132,7 @@ def test_a_flaky_provider_loses_duplicates_and_corrupts_nothing(
 ) -> None:
     """Every kind of fault once, then 20% of replies at random; runs are repeated until one
     completes, and every failure on the way is a loud EmbeddingReplyError."""
-    server = EmbeddingsServer(faults=list(FAULTS), fault_rate=0.2, seed=7, hang_seconds=1.5)
+    server = OpenAICompatibleServer(faults=list(FAULTS), fault_rate=0.2, seed=7, hang_seconds=1.5)
     server.start()
     contract = _policies(contracts)
     # Small requests, so that the product takes many of them and meets every kind of fault.

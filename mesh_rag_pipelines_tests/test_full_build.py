@@ -8,7 +8,7 @@ from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess
-from mesh_rag_pipelines.retrieval import search
+from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.helpers import assert_same_index, build_all, index_rows
@@ -83,11 +83,13 @@ def test_query_for_a_known_document_returns_it_first_and_golden_queries_hit_top_
     seed_sources(list(contracts.values()), engine, s3)
     build_all(contracts, access, minilm)
     everything = list(contracts.values())
+    everyone = Caller.of(group for c in everything for group in c.acl_groups)
     embedders = {minilm.model_id: minilm}
     for product, (query, doc_id) in KNOWN_DOCUMENT_QUERIES.items():
-        first = search(engine, everything, query, k=5, embedders=embedders)[0]
+        first = search(engine, everything, query, everyone, k=5, embedders=embedders)[0]
         assert (first.product, first.doc_id) == (product, doc_id), query
     for contract in everything:
         for golden in contract.golden_queries:
-            hits = search(engine, [contract], golden.query, k=5, embedders=embedders)
+            caller = Caller.of_product(contract)
+            hits = search(engine, [contract], golden.query, caller, k=5, embedders=embedders)
             assert {h.doc_id for h in hits} & set(golden.expected_document_ids), golden.query

@@ -3,15 +3,18 @@ keeping every row, and its index versions keep their ids (no rebuild after an up
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, select, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.retrieval import Caller, search
+from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.database import (
     BASELINE,
     _alembic,
@@ -24,8 +27,8 @@ from mesh_rag_pipelines.store.index_versions import (
     index_version_id,
     maintained_versions,
 )
-from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import index_rows
+from mesh_rag_pipelines.store.schema import SCHEMA, hnsw_index, index_table
+from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows
 
 TABLES = (
     "document_state",
@@ -48,59 +51,66 @@ def _counts(engine: Engine) -> dict[str, int]:
         }
 
 
-def _downgrade_to_baseline(engine: Engine, contract: DataProductContract) -> None:
-    """Turn a store into what the baseline release left: its registry columns, no history."""
-    version = index_version_id(contract)
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE {SCHEMA}.release_event"))
-        for column in ("spec", "index_built_at", "validated_at", "retired_at", "dropped_at"):
-            conn.execute(text(f"ALTER TABLE {SCHEMA}.index_version DROP COLUMN {column}"))
-        conn.execute(text(f"UPDATE {SCHEMA}.alembic_version SET version_num = :v"), {"v": BASELINE})
-        assert store_revision(conn) == BASELINE
-        assert (
-            conn.execute(
-                text(f"SELECT status FROM {SCHEMA}.index_version WHERE id = :v"), {"v": version}
-            ).scalar_one()
-            == "live"
-        )
+def _copy_into_a_baseline_store(source: Engine, target: Engine) -> None:
+    """What the first release left: the target is migrated to the baseline revision only, and
+    gets every row of the source in the baseline's columns, index-version tables included."""
+    with target.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        command.upgrade(_alembic(conn), BASELINE)
+    with source.connect() as old, target.begin() as new:
+        for name in TABLES:
+            baseline = Table(name, MetaData(schema=SCHEMA), autoload_with=new)
+            current = Table(name, MetaData(schema=SCHEMA), autoload_with=old)
+            columns = [current.c[column.name] for column in baseline.columns]
+            rows = old.execute(select(*columns)).mappings().all()
+            if rows:
+                new.execute(baseline.insert(), [dict(r) for r in rows])
+        for version in old.execute(text(f"SELECT * FROM {SCHEMA}.index_version")).all():
+            table = index_table(version.table_name, version.dimensions, version.distance)
+            table.create(new)
+            hnsw_index(version.table_name, version.dimensions, version.distance, 16, 64).create(new)
+            rows = old.execute(select(table)).mappings()
+            new.execute(table.insert(), [dict(r) for r in rows])
 
 
 def test_a_baseline_store_is_upgraded_keeping_every_row_and_its_index_versions(
     contracts: dict[str, DataProductContract],
     access: SourceAccess,
-    database_url: str,
+    engine: Engine,
+    new_database: Callable[[], str],
     minilm: Embedder,
     s3: Any,
 ) -> None:
     tickets = contracts["support_tickets"]
-    from mesh_rag_pipelines.samples import seed_sources
-
-    engine = create_engine(database_url)
-    ensure_schema(engine)
     seed_sources([tickets], engine, s3)
-    build_product(tickets, SourceAccess(engine, s3), minilm)
+    build_product(tickets, access, minilm)
     rows = index_rows(engine, tickets.name)
-    _downgrade_to_baseline(engine, tickets)
-    counts = _counts(engine)
+    old = create_engine(new_database())
+    _copy_into_a_baseline_store(engine, old)
+    counts = _counts(old)
+    assert counts == _counts(engine) and counts["indexed_document"] > 100
 
-    ensure_schema(engine)
+    ensure_schema(old)
 
-    with engine.connect() as conn:
+    with old.connect() as conn:
         assert store_revision(conn) == head_revision()
-    assert _counts(engine) == counts
-    version = get_version(engine, index_version_id(tickets))
-    assert version is not None and version.status == "live"
+    assert _counts(old) == counts
+    version = get_version(old, index_version_id(tickets))
+    assert version is not None and version.status == "live" and version.index_built_at
     assert version.spec == {
         "chunking": tickets.chunking.model_dump(),
         "embedding": tickets.embedding.model_dump(),
         "index": tickets.index.model_dump(),
     }
-    assert version.index_built_at is not None
-    results = build_product(tickets, SourceAccess(engine, s3), minilm)
+    results = build_product(tickets, SourceAccess(old, s3), minilm)
     assert sum(index.texts_embedded + index.documents_indexed for _, index in results) == 0
-    assert [v.id for v in maintained_versions(engine, tickets.name)] == [version.id]
-    assert index_rows(engine, tickets.name).keys() == rows.keys()
-    engine.dispose()
+    assert [v.id for v in maintained_versions(old, tickets.name)] == [version.id]
+    assert_same_index(index_rows(old, tickets.name), rows)
+    staff = search(old, [tickets], "refund", Caller.of(["employees"]), k=5)
+    agents = search(old, [tickets], "refund", Caller.of(["support_agents"]), k=5)
+    assert (staff, len(agents)) == ([], 5)  # the upgraded table is under row-level security
+    old.dispose()
 
 
 def test_a_store_created_before_migrations_is_recognized_as_the_baseline(

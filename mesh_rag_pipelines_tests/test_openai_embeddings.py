@@ -12,23 +12,23 @@ from mesh_rag_pipelines.contracts import DataProductContract, EmbeddingSpec
 from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.embedding.openai_compatible import REQUEST_BATCH
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
-from mesh_rag_pipelines.retrieval import search
+from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines_tests.helpers import index_rows
-from mesh_rag_pipelines_tests.openai_compatible_server import EmbeddingsServer, fake_vector
+from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer, fake_vector
 
 SMALL = EmbeddingSpec(provider="openai", model="text-embedding-3-small", dimensions=64)
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddingsServer]:
-    server = EmbeddingsServer()
+def server() -> Iterator[OpenAICompatibleServer]:
+    server = OpenAICompatibleServer()
     server.start()
     yield server
     server.stop()
 
 
 def test_texts_are_sent_in_batches_and_come_back_in_order_and_normalized(
-    server: EmbeddingsServer,
+    server: OpenAICompatibleServer,
 ) -> None:
     embedder = embedder_for(SMALL, api_key="test-key", base_url=server.base_url)
     texts = [f"text number {i}" for i in range(REQUEST_BATCH * 2 + 3)]
@@ -42,7 +42,7 @@ def test_texts_are_sent_in_batches_and_come_back_in_order_and_normalized(
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
-def test_rate_limited_requests_are_retried(server: EmbeddingsServer) -> None:
+def test_rate_limited_requests_are_retried(server: OpenAICompatibleServer) -> None:
     server.faults = ["rate_limited", "rate_limited"]
     embedder = embedder_for(SMALL, api_key="test-key", base_url=server.base_url)
     vectors = embedder.embed(["a", "b"])
@@ -59,7 +59,7 @@ def test_openai_provider_without_key_fails_with_what_to_set(
 
 
 def test_a_product_builds_and_answers_through_an_openai_compatible_endpoint(
-    server: EmbeddingsServer,
+    server: OpenAICompatibleServer,
     contracts: dict[str, DataProductContract],
     access: SourceAccess,
     engine: Engine,
@@ -72,5 +72,6 @@ def test_a_product_builds_and_answers_through_an_openai_compatible_endpoint(
     assert rows and {row[2] for row in rows.values()} == {SMALL.model_id}
     assert sum(len(r["input"]) for r in server.requests) == len({row[1] for row in rows.values()})
     some_text = next(iter(rows.values()))[1]
-    hits = search(engine, [contract], some_text, k=1, embedders={SMALL.model_id: embedder})
+    caller = Caller.of_product(contract)
+    hits = search(engine, [contract], some_text, caller, k=1, embedders={SMALL.model_id: embedder})
     assert hits[0].text == some_text

@@ -128,8 +128,9 @@ def test_bad_lines_are_quarantined_with_their_field_and_the_good_lines_are_index
     for shard in SHARDS:
         refresh_index(engine, contract, shard, minilm)
 
-    # Every shard reads the whole file; shard 00's run records the bad lines, once.
-    assert [result.quarantined for result in results] == [len(bad), 0, 0, 0]
+    # Every shard reads the whole file; each bad line is recorded once: by its document's
+    # shard when its id could be read, else by shard 00's run.
+    assert sum(result.quarantined for result in results) == len(bad)
     assert sum(result.documents_changed for result in results) == 2
     quarantined = _quarantine(engine, contract.name)
     source_ref = f"s3://{contract.source.bucket}/{key}"

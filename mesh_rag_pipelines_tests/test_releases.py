@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.chunking import chunk_document
-from mesh_rag_pipelines.contracts import DataProductContract, load_contract
+from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.releases import ReleaseError, retire, rollback, swap, validate_version
-from mesh_rag_pipelines.retrieval import search
+from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import (
     get_version,
@@ -26,22 +26,14 @@ from mesh_rag_pipelines.store.index_versions import (
     release_history,
 )
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.openai_compatible_server import EmbeddingsServer
+from mesh_rag_pipelines_tests.helpers import edited
+from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 QUERY = "How many weeks of paid leave does a primary caregiver get after a birth?"
 
 
-def edited(products_dir: Path, name: str, old: str, new: str) -> DataProductContract:
-    """The product's contract with `old` replaced by `new` in its YAML file."""
-    path = products_dir / f"{name}.yaml"
-    source = path.read_text()
-    assert old in source, old
-    path.write_text(source.replace(old, new, 1))
-    return load_contract(path)
-
-
 def _results(engine: Engine, contract: DataProductContract) -> list[tuple[str, int, str, float]]:
-    hits = search(engine, [contract], QUERY, k=8)
+    hits = search(engine, [contract], QUERY, Caller.of_product(contract), k=8)
     return [(h.doc_id, h.chunk_no, h.index_version, round(h.score, 6)) for h in hits]
 
 
@@ -155,13 +147,13 @@ def test_a_chunker_change_rechunks_every_document_from_state_and_embeds_only_new
         assert health is not None and health.consistent, contract.chunking
         assert health.live_documents == health.indexed_current == 12
     # The live version kept serving, with the edit, under its own chunker.
-    hits = search(engine, [green], "hotel cap New York City", k=3)
+    hits = search(engine, [green], "hotel cap New York City", Caller.of_product(green), k=3)
     assert hits[0].doc_id == "travel" and hits[0].index_version == index_version_id(blue)
 
 
 @pytest.fixture
 def noise_server() -> Any:
-    server = EmbeddingsServer()
+    server = OpenAICompatibleServer()
     server.start()
     yield server
     server.stop()
@@ -173,7 +165,7 @@ def test_a_broken_candidate_fails_the_gate_and_only_a_recorded_force_swaps_it(
     access: SourceAccess,
     engine: Engine,
     minilm: Embedder,
-    noise_server: EmbeddingsServer,
+    noise_server: OpenAICompatibleServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A model that returns noise: the golden queries stop finding their documents."""
@@ -211,7 +203,8 @@ def test_a_broken_candidate_fails_the_gate_and_only_a_recorded_force_swaps_it(
         True,
         "incident drill",
     )
-    assert {h.index_version for h in search(engine, [noise], QUERY, k=3)} == {candidate}
+    hits = search(engine, [noise], QUERY, Caller.of_product(noise), k=3)
+    assert {h.index_version for h in hits} == {candidate}
 
 
 def test_retirement_spares_the_live_version_and_the_rollback_target(

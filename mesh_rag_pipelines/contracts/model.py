@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -23,6 +23,21 @@ _LONGEST_DURATION = timedelta(days=36500)
 LOCAL_MODEL_DIMENSIONS = {"all-MiniLM-L6-v2": 384}
 # The default bound on one record's text and metadata, in UTF-8 bytes (source.max_record_bytes).
 DEFAULT_MAX_RECORD_BYTES = 1_048_576
+# Entity types the PII masker recognizes (pattern and checksum recognizers, no model).
+PII_ENTITIES = (
+    "CREDIT_CARD",
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "PHONE_NUMBER",
+    "URL",
+    "US_SSN",
+)
+PiiEntity = Literal[
+    "CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER", "URL", "US_SSN"
+]
+# An ACL group: a name that is safe inside the caller setting row-level security reads.
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
 class FieldProblem(ValueError):
@@ -115,6 +130,28 @@ class SchemaSpec(_Strict):
     text_fields: list[str] = Field(min_length=1)
     title_field: str | None = None
     metadata_fields: list[str] = []
+    # A field listing the groups that may read this document (a subset of the product's).
+    acl_field: str | None = None
+    # A field naming the document's type (default: the product's document_type).
+    document_type_field: str | None = None
+
+    @property
+    def mapped_fields(self) -> list[str]:
+        """Every record field a document is made of, once each, in a stable order."""
+        optional = [self.title_field, self.acl_field, self.document_type_field]
+        names = [self.id_field, self.version_field, self.updated_at_field, *self.text_fields]
+        names += [name for name in optional if name] + self.metadata_fields
+        return list(dict.fromkeys(names))
+
+
+class QualitySpec(_Strict):
+    """What a record must hold before it is embedded; a violating record is quarantined, and
+    a run whose share of violations passes `max_violation_rate` stops before the index."""
+
+    required_metadata: list[str] = []
+    allowed_document_types: list[str] = []
+    min_text_chars: int = Field(default=1, ge=1)
+    max_violation_rate: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
 class FreshnessSpec(_Strict):
@@ -232,9 +269,12 @@ class ReleaseSpec(_Strict):
 
 
 class RetrievalSpec(_Strict):
+    """What a caller may get back: documents younger than max_age, of the allowed types, scoring
+    at least min_score (similarity for cosine and inner product, minus the distance for l2)."""
+
     max_age: str | None = None
     allowed_document_types: list[str] = []
-    min_score: float = Field(default=0.0, allow_inf_nan=False)
+    min_score: float | None = Field(default=None, allow_inf_nan=False)
 
     @field_validator("max_age")
     @classmethod
@@ -255,10 +295,14 @@ class DataProductContract(_Strict):
     owner: str = Field(min_length=3)
     description: str = Field(min_length=10)
     document_type: str
+    tags: list[str] = []
     source: SourceSpec
     record_schema: SchemaSpec = Field(alias="schema")
-    acl_groups: list[str] = Field(min_length=1)
+    acl_groups: list[Annotated[str, Field(pattern=GROUP_PATTERN)]] = Field(min_length=1)
+    # Fields never read, at any depth of a record; and entity types masked wherever they occur.
     pii_fields: list[str] = []
+    pii_masking: dict[PiiEntity, Literal["redact", "placeholder", "hash"]] = {}
+    quality: QualitySpec = QualitySpec()
     freshness: FreshnessSpec
     chunking: ChunkingSpec
     embedding: EmbeddingSpec

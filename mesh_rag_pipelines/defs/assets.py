@@ -41,7 +41,7 @@ def embeddings_key(contract: DataProductContract) -> dg.AssetKey:
     return dg.AssetKey([contract.name, "embeddings"])
 
 
-def _common(contract: DataProductContract) -> dict:
+def common_attributes(contract: DataProductContract) -> dict:
     return {
         "group_name": contract.domain,
         "owners": [contract.owner],
@@ -64,7 +64,7 @@ def source_spec(contract: DataProductContract) -> dg.AssetSpec:
             "location": where,
             "pii_fields": ", ".join(contract.pii_fields) or "none",
         },
-        **_common(contract),
+        **common_attributes(contract),
     )
 
 
@@ -79,7 +79,23 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
             f"(chunker {contract.chunking.identity}); changed documents only."
         ),
         code_version=contract.chunking.identity,
-        **_common(contract),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "quality_within_limits",
+                asset=chunks_key(contract),
+                blocking=True,
+                description=(
+                    "The share of records breaking the contract's quality rules is at most "
+                    f"{contract.quality.max_violation_rate:.0%}; above it the index waits."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                "source_schema_stable",
+                asset=chunks_key(contract),
+                description="The source's fields and columns are the ones the contract maps.",
+            ),
+        ],
+        **common_attributes(contract),
     )
     def _chunks(
         context: dg.AssetExecutionContext, index_store: IndexStore, landing_zone: LandingZone
@@ -93,12 +109,40 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
                 f"{contract.name} shard {shard}: {result.quarantined} records quarantined; "
                 "see table mesh_rag.quarantine"
             )
+        drift = [
+            f"unexpected field {name!r} in {n} records"
+            for name, n in result.unexpected_fields.items()
+        ]
+        drift += result.schema_changes
+        for line in drift:
+            context.log.warning(f"{contract.name} shard {shard}: schema drift: {line}")
+        rate = result.quality_violations / result.records_read if result.records_read else 0.0
+        metadata = {k: v for k, v in asdict(result).items() if k not in _DRIFT}
         return dg.MaterializeResult(
             metadata={
-                **asdict(result),
+                **metadata,
+                "schema_drift": "; ".join(drift) or "none",
                 "chunker": contract.chunking.identity,
                 "seconds": round(time.perf_counter() - started, 3),
-            }
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="quality_within_limits",
+                    passed=rate <= contract.quality.max_violation_rate,
+                    metadata={
+                        "violations": result.quality_violations,
+                        "records_read": result.records_read,
+                        "violation_rate": round(rate, 4),
+                        "max_violation_rate": contract.quality.max_violation_rate,
+                    },
+                ),
+                dg.AssetCheckResult(
+                    check_name="source_schema_stable",
+                    passed=not drift,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"drift": "; ".join(drift) or "none"},
+                ),
+            ],
         )
 
     return _chunks
@@ -116,7 +160,7 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
             "HNSW; every row carries its provenance."
         ),
         code_version=index_version_id(contract),
-        **_common(contract),
+        **common_attributes(contract),
     )
     def _embeddings(
         context: dg.AssetExecutionContext,
@@ -144,6 +188,7 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     return _embeddings
 
 
+_DRIFT = {"unexpected_fields", "schema_changes"}
 _PER_VERSION = {"index_version", "table_name", "index_built", "versions", "oldest_pending_change"}
 
 

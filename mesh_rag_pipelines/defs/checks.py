@@ -6,7 +6,7 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key
 from mesh_rag_pipelines.defs.partitions import shard_number
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
-from mesh_rag_pipelines.retrieval import search
+from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.quarantine import quarantined_records
@@ -104,7 +104,9 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
                     index_store.engine,
                     [contract],
                     golden.query,
+                    Caller.of_product(contract),
                     k=GOLDEN_K,
+                    unit="documents",
                     embedders=embedders,
                 )
                 if not {h.doc_id for h in hits} & set(golden.expected_document_ids):

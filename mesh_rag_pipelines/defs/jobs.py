@@ -9,6 +9,7 @@ from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key
 from mesh_rag_pipelines.defs.partitions import SHARDS
 
 BUILD_ALL = "build_all_products"
+VALIDATE_RELEASES = "validate_releases"
 
 
 def sync_job_name(contract: DataProductContract) -> str:
@@ -31,4 +32,14 @@ def build_all_job(contracts: list[DataProductContract]) -> dg.UnresolvedAssetJob
         selection=dg.AssetSelection.assets(*keys),
         partitions_def=SHARDS,
         description="Every product's chunks and embeddings for one shard; backfill it for all.",
+    )
+
+
+def validate_releases_job(contracts: list[DataProductContract]) -> dg.UnresolvedAssetJobDefinition:
+    from mesh_rag_pipelines.defs.releases import release_key
+
+    return dg.define_asset_job(
+        VALIDATE_RELEASES,
+        selection=dg.AssetSelection.assets(*[release_key(c) for c in contracts]),
+        description="Validate each product's complete candidate index version (after a backfill).",
     )

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.retrieval.search import search
+from mesh_rag_pipelines.retrieval.search import Caller, search
 
 Qrels = dict[str, dict[str, int]]
 
@@ -119,6 +119,7 @@ def document_rankings(
                 engine,
                 [contract],
                 text,
+                Caller.of_product(contract),
                 k=depth,
                 unit="documents",
                 versions=versions,

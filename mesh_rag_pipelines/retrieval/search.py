@@ -4,13 +4,17 @@ Each product is served by its live version, with that version's own model and se
 whatever its contract says now: a product never disappears from results during a release. The
 query is embedded once per model, each version's table is searched through its HNSW index
 (iterative scans keep filtered queries from returning short lists), and the results are merged
-by score. The contract's retrieval rules (allowed document types, maximum age) and the caller's
-ACL groups are filters in the SQL, not a post-filter on a short list. `k` counts chunks, or
-documents (each represented by its best chunk).
+by score. `k` counts chunks, or documents (each represented by its best chunk).
+
+Every query runs as the serving role under row-level security with the caller's groups: the
+database returns only rows the caller may read, whatever the query. The contract's retrieval
+rules (allowed document types, maximum age) are filters in the SQL, not a post-filter on a short
+list; its minimum score drops weaker hits from the top k.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -20,8 +24,31 @@ from sqlalchemy import Engine, select, text
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
+from mesh_rag_pipelines.governance.access import act_as_caller
+from mesh_rag_pipelines.governance.pii import query_masker
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
 from mesh_rag_pipelines.store.schema import IndexVersion, index_table
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the ACL groups their identity carries. An operator reads without the ACL, and
+    only through a connection whose role bypasses row-level security (see governance.access)."""
+
+    groups: tuple[str, ...] = ()
+    operator: bool = False
+
+    @classmethod
+    def of(cls, groups: Iterable[str]) -> Caller:
+        return cls(tuple(sorted(set(groups))))
+
+    @classmethod
+    def of_product(cls, contract: DataProductContract) -> Caller:
+        """A caller who may read every document of the product: how it is evaluated."""
+        return cls.of(contract.acl_groups)
+
+
+OPERATOR = Caller(operator=True)
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,7 @@ class RetrievedChunk:
     text: str
     source_updated_at: datetime | None
     index_version: str
+    document_type: str = ""
 
 
 Unit = Literal["chunks", "documents"]
@@ -48,15 +76,15 @@ def search(
     engine: Engine,
     contracts: list[DataProductContract],
     query: str,
+    caller: Caller,
     k: int = 10,
     products: list[str] | None = None,
-    groups: list[str] | None = None,
     embedders: dict[str, Embedder] | None = None,
     ef_search: int | None = None,
     unit: Unit = "chunks",
     versions: dict[str, str] | None = None,
 ) -> list[RetrievedChunk]:
-    """Top-k chunks (or documents) over the chosen products; `groups=None` means no ACL filter.
+    """Top-k chunks (or documents) over the chosen products, of the rows `caller` may read.
 
     `versions` maps a product to an index version to search instead of its live one (how a
     candidate is evaluated before it serves); `ef_search` overrides each version's default.
@@ -66,6 +94,7 @@ def search(
     if unknown:
         raise ValueError(f"unknown products {unknown}; known: {sorted(by_name)}")
     chosen = products or sorted(by_name)
+    query = query_masker([by_name[name] for name in chosen]).text(query)
     embedders = embedders if embedders is not None else {}
     query_vectors: dict[str, list[float]] = {}
     hits: list[RetrievedChunk] = []
@@ -78,7 +107,7 @@ def search(
             query_vectors[version.model_id] = vector.tolist()
         breadth = ef_search or version.index_spec.ef_search
         vector = query_vectors[version.model_id]
-        hits += _search_version(engine, contract, version, vector, k, groups, breadth, unit)
+        hits += _search_version(engine, contract, version, vector, k, caller, breadth, unit)
     hits.sort(key=lambda hit: (-hit.score, hit.product, hit.doc_id, hit.chunk_no))
     return _best_per_document(hits)[:k] if unit == "documents" else hits[:k]
 
@@ -112,18 +141,20 @@ def _search_version(
     version: IndexVersion,
     vector: list[float],
     k: int,
-    groups: list[str] | None,
+    caller: Caller,
     ef_search: int,
     unit: Unit,
 ) -> list[RetrievedChunk]:
-    """The version's top k chunks, or enough chunks to hold its top k documents."""
+    """The version's top k chunks, or enough chunks to hold its top k documents, at least as
+    good as the contract's minimum score."""
     limit = k if unit == "chunks" else k * _CHUNKS_PER_DOCUMENT
     for _ in range(_MAX_ROUNDS):
-        hits = _nearest_chunks(engine, contract, version, vector, limit, groups, ef_search)
+        hits = _nearest_chunks(engine, contract, version, vector, limit, caller, ef_search)
         if unit == "chunks" or len(hits) < limit or len({h.doc_id for h in hits}) >= k:
-            return hits
+            break
         limit *= 2
-    return hits
+    minimum = contract.retrieval.min_score
+    return hits if minimum is None else [hit for hit in hits if hit.score >= minimum]
 
 
 def _nearest_chunks(
@@ -132,7 +163,7 @@ def _nearest_chunks(
     version: IndexVersion,
     vector: list[float],
     limit: int,
-    groups: list[str] | None,
+    caller: Caller,
     ef_search: int,
 ) -> list[RetrievedChunk]:
     table = index_table(version.table_name, version.dimensions, version.distance)
@@ -143,8 +174,6 @@ def _nearest_chunks(
         "l2": column.l2_distance(vector),
     }[version.distance]
     query = select(table, distance.label("distance")).order_by(distance).limit(limit)
-    if groups is not None:
-        query = query.where(table.c.acl_groups.overlap(groups))
     rules = contract.retrieval
     if rules.allowed_document_types:
         query = query.where(table.c.document_type.in_(rules.allowed_document_types))
@@ -152,6 +181,8 @@ def _nearest_chunks(
         oldest = datetime.now(UTC) - parse_duration(rules.max_age)
         query = query.where(table.c.source_updated_at >= oldest)
     with engine.begin() as conn:
+        if not caller.operator:
+            act_as_caller(conn, caller.groups)
         conn.execute(
             text(
                 "SELECT set_config('hnsw.ef_search', :ef, true), "
@@ -172,6 +203,7 @@ def _nearest_chunks(
             text=row["text"],
             source_updated_at=row["source_updated_at"],
             index_version=version.id,
+            document_type=row["document_type"],
         )
         for row in rows
     ]

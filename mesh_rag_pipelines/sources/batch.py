@@ -20,3 +20,14 @@ class SourceRead:
     quarantined: list[QuarantineEntry] = field(default_factory=list)
     cursors: dict[str, str] = field(default_factory=dict)
     landed_objects: list[tuple[str, str]] = field(default_factory=list)
+    # How the source's shape moved from what the contract (or the last read) describes.
+    schema_changes: list[str] = field(default_factory=list)
+
+    @property
+    def unexpected_fields(self) -> dict[str, int]:
+        """Fields the contract does not map, by how many changes carried them."""
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            for name in change.unexpected_fields:
+                counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))

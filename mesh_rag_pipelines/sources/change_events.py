@@ -20,9 +20,10 @@ from mesh_rag_pipelines.sources.documents import (
     RecordError,
     parse_timestamp,
     parse_version,
+    quarantine_entry,
     record_id,
-    storable,
     upsert_from_record,
+    without_fields,
 )
 
 ParsedLine = DocumentChange | QuarantineEntry
@@ -248,43 +249,33 @@ def parse_change_file(
             _check_decoded(line)
             change = parse(contract, line)
         except RecordError as exc:
-            yield QuarantineEntry(
-                source_ref, record_ref, exc.field, storable(exc.reason), redacted(contract, line)
-            )
+            yield quarantine_entry(contract, source_ref, record_ref, exc, redacted(contract, line))
             continue
         except Exception as exc:  # noqa: BLE001 - whatever a record does, it is quarantined
-            reason = storable(f"unreadable record: {type(exc).__name__}: {exc}")[:2000]
-            yield QuarantineEntry(source_ref, record_ref, None, reason, None)
+            yield quarantine_entry(contract, source_ref, record_ref, exc, None)
             continue
         yield replace(change, source_ref=source_ref, record_ref=record_ref)
 
 
-def _without(value: Any, fields: set[str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _without(v, fields) for k, v in value.items() if k not in fields}
-    if isinstance(value, list):
-        return [_without(v, fields) for v in value]
-    return value
-
-
 def redacted(contract: DataProductContract, line: str) -> str | None:
-    """The line as kept in quarantine: without the contract's PII fields.
+    """The line as kept in quarantine: without the contract's PII fields (at any depth); the
+    PII entity types are masked where the entry is made (quarantine_entry).
 
     A line that cannot be parsed cannot be redacted, so for a product with PII fields it is not
     copied at all; its file and line number still locate it in the landing zone.
     """
     pii = set(contract.pii_fields)
     if not pii:
-        return storable(line[:4000])
+        return line
     if contract.source.format == "dms_csv":
         row = csv_fields(line)
         if row is None or len(row) != len(contract.source.dms_columns) + 1:
             return None
         hidden = {i + 1 for i, name in enumerate(contract.source.dms_columns) if name in pii}
         kept = ["" if i in hidden else value for i, value in enumerate(row)]
-        return storable(",".join(_csv_quoted(value) for value in kept)[:4000])
+        return ",".join(_csv_quoted(value) for value in kept)
     try:
-        return storable(json.dumps(_without(json.loads(line), pii))[:4000])
+        return json.dumps(without_fields(json.loads(line), pii))
     except (ValueError, RecursionError):
         return None
 

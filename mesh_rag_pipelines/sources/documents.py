@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.contracts.model import GROUP_PATTERN
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # PostgreSQL bigint; the version column and every comparison of versions use it.
@@ -19,17 +21,32 @@ _VERSION_RANGE = range(-(2**63), 2**63)
 # A btree key (document ids are primary keys) must stay well under PostgreSQL's ~2.7 kB limit.
 MAX_ID_BYTES = 512
 
-# Every shard's run reads a whole landing file or table; records that become no document are
-# recorded by this shard's runs only, so each is quarantined and counted once.
+# Every shard's run reads a whole landing file or table. A failed record whose document id is
+# known is recorded by that document's shard; one without (unparseable) by this shard's runs
+# only; so each is quarantined and counted once.
 QUARANTINE_SHARD = 0
 
 
 class RecordError(ValueError):
-    """A source record that cannot become a document; it is quarantined, not dropped."""
+    """A source record that cannot become a document; it is quarantined, not dropped.
 
-    def __init__(self, field: str | None, reason: str):
-        self.field, self.reason = field, reason
+    `doc_id` is set once the record's id is known, so that the record is quarantined by its
+    document's shard (and erased with it); `quality` marks a record that is well formed but
+    breaks the contract's quality rules.
+    """
+
+    quality = False
+
+    def __init__(self, field: str | None, reason: str, doc_id: str | None = None):
+        self.field, self.reason, self.doc_id = field, reason, doc_id
         super().__init__(f"field '{field}': {reason}" if field else reason)
+
+
+class QualityViolation(RecordError):
+    """A record that breaks the contract's quality rules (required metadata, allowed types,
+    minimum text length)."""
+
+    quality = True
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,11 @@ class DocumentChange:
     metadata: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""
     observed: bool = False
+    # The groups the record itself names (schema.acl_field), None if it names none; and its type.
+    acl_groups: tuple[str, ...] | None = None
+    document_type: str = ""
+    # Record fields the contract does not know (schema drift in a change stream).
+    unexpected_fields: tuple[str, ...] = ()
     # Where the change was read: named in quarantine if the store refuses it.
     source_ref: str = ""
     record_ref: str = ""
@@ -63,6 +85,7 @@ class KnownDocument:
     version: int
     checksum: str | None
     deleted: bool
+    forgotten: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,41 @@ class QuarantineEntry:
     field: str | None
     reason: str
     raw: str | None
+    doc_id: str | None = None
+    quality: bool = False
+
+
+def quarantine_shard(entry: QuarantineEntry) -> int:
+    """The shard whose runs record a quarantined record."""
+    return shard_of(entry.doc_id) if entry.doc_id else QUARANTINE_SHARD
+
+
+def quarantine_entry(
+    contract: DataProductContract,
+    source_ref: str,
+    record_ref: str,
+    error: BaseException,
+    raw: str | None,
+) -> QuarantineEntry:
+    """How any failed record is kept: field and reason named, the raw copy and the reason
+    masked like the document would have been, everything storable."""
+    from mesh_rag_pipelines.governance.pii import masker_for
+
+    masker = masker_for(contract)
+    if isinstance(error, RecordError):
+        field, reason, doc_id, quality = error.field, error.reason, error.doc_id, error.quality
+    else:
+        field, doc_id, quality = None, None, False
+        reason = f"unreadable record: {type(error).__name__}: {error}"
+    return QuarantineEntry(
+        source_ref=storable(source_ref),
+        record_ref=storable(record_ref),
+        field=field,
+        reason=storable(masker.text(reason))[:2000],
+        raw=storable(masker.text(raw))[:4000] if raw is not None else None,
+        doc_id=doc_id,
+        quality=quality,
+    )
 
 
 def shard_of(doc_id: str, shard_count: int = settings.SHARD_COUNT) -> int:
@@ -194,14 +252,56 @@ def _record_size(title: str | None, content: str, metadata: Mapping[str, Any]) -
     return len(content.encode()) + len((title or "").encode()) + len(encoded.encode())
 
 
+def without_fields(value: Any, fields: set[str]) -> Any:
+    """`value` without the keys named `fields`, at any depth of dicts and lists."""
+    if isinstance(value, dict):
+        return {k: without_fields(v, fields) for k, v in value.items() if k not in fields}
+    if isinstance(value, list):
+        return [without_fields(v, fields) for v in value]
+    return value
+
+
+def _groups(record: Mapping[str, Any], name: str | None) -> tuple[str, ...] | None:
+    """The groups a record names: a list of names, or one comma-separated string."""
+    if name is None or record.get(name) is None:
+        return None
+    value = record[name]
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RecordError(name, f"expected a list of group names, got {_shown(value)}")
+    groups = sorted({n.strip() for n in names if n.strip()})
+    for group in groups:
+        if not re.match(GROUP_PATTERN, group):
+            raise RecordError(name, f"{_shown(group)} is not a group name")
+    return tuple(groups)
+
+
 def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any]) -> DocumentChange:
-    """Map a source record onto a document; PII fields never leave this function.
+    """Map a source record onto a document; PII never leaves this function.
 
     Every value is checked here, so that nothing PostgreSQL would refuse (NUL, lone surrogates,
     non-finite numbers, out-of-range versions or timestamps) gets past the record it came in.
+    PII fields are dropped at any depth, the contract's PII entity types are masked in text,
+    title and metadata, and the contract's quality rules are applied.
     """
-    schema = contract.record_schema
     doc_id = record_id(contract, record)
+    known = {*contract.record_schema.mapped_fields, *contract.pii_fields}
+    known |= set(contract.source.dms_columns)
+    try:
+        change = _document(contract, doc_id, without_fields(dict(record), set(contract.pii_fields)))
+    except RecordError as exc:
+        exc.doc_id = doc_id
+        raise
+    unexpected = tuple(sorted(str(name) for name in record if name not in known))
+    return replace(change, unexpected_fields=unexpected) if unexpected else change
+
+
+def _document(
+    contract: DataProductContract, doc_id: str, record: Mapping[str, Any]
+) -> DocumentChange:
+    from mesh_rag_pipelines.governance.pii import masker_for
+
+    schema = contract.record_schema
     if schema.version_field not in record:
         raise RecordError(schema.version_field, "missing version")
     version = parse_version(record[schema.version_field], schema.version_field)
@@ -210,19 +310,13 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
         parse_timestamp(updated_raw, schema.updated_at_field) if updated_raw is not None else None
     )
     parts = {name: _text(record, name) for name in schema.text_fields}
-    content = "\n\n".join(part for part in parts.values() if part.strip())
-    if not content:
-        raise RecordError(
-            schema.text_fields[0] if len(parts) == 1 else "text_fields",
-            f"no text: {', '.join(schema.text_fields)} hold nothing to index",
-        )
     title = _text(record, schema.title_field) or None if schema.title_field else None
     metadata = {
         name: checked_json(json.loads(json.dumps(record[name], default=str)), name)
         for name in schema.metadata_fields
         if name in record
     }
-    size = _record_size(title, content, metadata)
+    size = _record_size(title, "".join(parts.values()), metadata)
     limit = contract.source.max_record_bytes
     if size > limit:
         largest = max(parts, key=lambda name: len(parts[name]))
@@ -231,6 +325,19 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
             f"the record holds {size:,} bytes of text and metadata, more than the contract's "
             f"source.max_record_bytes ({limit:,})",
         )
+    masker = masker_for(contract)
+    content = "\n\n".join(masker.text(part) for part in parts.values() if part.strip())
+    title = masker.text(title) if title else None
+    metadata = masker.value(metadata)
+    text_field = schema.text_fields[0] if len(parts) == 1 else "text_fields"
+    if not content.strip():
+        raise RecordError(
+            text_field, f"no text: {', '.join(schema.text_fields)} hold nothing to index"
+        )
+    document_type = (
+        _text(record, schema.document_type_field) if schema.document_type_field else ""
+    ) or contract.document_type
+    _check_quality(contract, content, metadata, document_type, text_field)
     return DocumentChange(
         doc_id=doc_id,
         version=version,
@@ -240,4 +347,31 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
         content=content,
         metadata=metadata,
         checksum=document_checksum(title, content, metadata),
+        acl_groups=_groups(record, schema.acl_field),
+        document_type=document_type,
     )
+
+
+def _check_quality(
+    contract: DataProductContract,
+    content: str,
+    metadata: Mapping[str, Any],
+    document_type: str,
+    text_field: str,
+) -> None:
+    rules = contract.quality
+    for name in rules.required_metadata:
+        if metadata.get(name) in (None, "", [], {}):
+            raise QualityViolation(name, "quality: required metadata is missing or empty")
+    if rules.allowed_document_types and document_type not in rules.allowed_document_types:
+        raise QualityViolation(
+            contract.record_schema.document_type_field or "document_type",
+            f"quality: document type {_shown(document_type)} is not one of "
+            f"{rules.allowed_document_types}",
+        )
+    if len(content.strip()) < rules.min_text_chars:
+        raise QualityViolation(
+            text_field,
+            f"quality: {len(content.strip())} characters of text, fewer than the "
+            f"minimum of {rules.min_text_chars}",
+        )

@@ -15,10 +15,9 @@ from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import (
     DocumentChange,
     KnownDocument,
-    QuarantineEntry,
     RecordError,
+    quarantine_entry,
     shard_of,
-    storable,
     upsert_from_record,
 )
 
@@ -68,13 +67,9 @@ def read_files(
         seen.add(doc_id)
         try:
             change = upsert_from_record(contract, file_record(root, path))
-        except RecordError as exc:
-            entry = QuarantineEntry(str(path), doc_id, exc.field, storable(exc.reason), None)
-            result.quarantined.append(entry)
-            continue
         except Exception as exc:  # noqa: BLE001 - whatever a file holds, it is quarantined
-            reason = storable(f"unreadable file: {type(exc).__name__}: {exc}")[:2000]
-            result.quarantined.append(QuarantineEntry(str(path), doc_id, None, reason, None))
+            entry = quarantine_entry(contract, str(path), doc_id, exc, None)
+            result.quarantined.append(replace(entry, doc_id=doc_id))
             continue
         previous = known.get(doc_id)
         if previous and not previous.deleted and previous.checksum == change.checksum:

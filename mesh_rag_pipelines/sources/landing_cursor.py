@@ -22,7 +22,7 @@ from typing import Any
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD, DocumentChange, shard_of
+from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard, shard_of
 from mesh_rag_pipelines.sources.s3_landing import LandedObject, read_object
 
 LOOKBACK = timedelta(minutes=15)
@@ -121,9 +121,10 @@ def shards_touched(
         if body is None:
             continue
         parsed = list(parse_change_file(contract, f"s3://{bucket}/{landed.key}", body))
-        shards = {shard_of(p.doc_id) for p in parsed if isinstance(p, DocumentChange)}
-        if any(not isinstance(p, DocumentChange) for p in parsed):
-            shards.add(QUARANTINE_SHARD)
+        shards = {
+            shard_of(p.doc_id) if isinstance(p, DocumentChange) else quarantine_shard(p)
+            for p in parsed
+        }
         for shard in sorted(shards):
             touched.setdefault(shard, []).append(landed)
     return dict(sorted(touched.items()))

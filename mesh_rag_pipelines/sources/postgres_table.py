@@ -9,12 +9,13 @@ tombstones the known live ids that are gone: one index-only scan, measured in th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnClause, Engine, TableClause, column, select, table
+from sqlalchemy import ColumnClause, Engine, TableClause, column, inspect, select, table
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
@@ -22,14 +23,14 @@ from mesh_rag_pipelines.sources.documents import (
     QUARANTINE_SHARD,
     DocumentChange,
     KnownDocument,
-    QuarantineEntry,
-    RecordError,
+    quarantine_entry,
     shard_of,
-    storable,
     upsert_from_record,
+    without_fields,
 )
 
 WATERMARK = "updated_at_watermark"
+COLUMN_TYPES = "column_types"
 # Rows committed late with an earlier updated_at (a long transaction that set now() at its
 # start) are still read if they commit within this window; re-reading a row is a no-op.
 WATERMARK_LOOKBACK = timedelta(minutes=10)
@@ -40,53 +41,81 @@ def _source_table(contract: DataProductContract) -> TableClause:
     return table(name, schema=schema_name or None)
 
 
+class SourceSchemaError(RuntimeError):
+    """The source table no longer has a column the contract maps: nothing can be read right."""
+
+
+def _column_types(contract: DataProductContract, engine: Engine) -> dict[str, str]:
+    schema_name, _, name = (contract.source.table or "").rpartition(".")
+    columns = inspect(engine).get_columns(name, schema=schema_name or None)
+    return {column["name"]: str(column["type"]) for column in columns}
+
+
+def check_table_schema(
+    contract: DataProductContract, engine: Engine, previous: str | None
+) -> tuple[dict[str, str], list[str]]:
+    """The table's column types, and how they moved since the last read (`previous`, JSON).
+
+    A mapped column that is gone (renamed or dropped) stops the read with its name; a retyped
+    or a new column is reported and the read goes on.
+    """
+    types = _column_types(contract, engine)
+    missing = [name for name in contract.record_schema.mapped_fields if name not in types]
+    if missing:
+        raise SourceSchemaError(
+            f"product {contract.name}: source table {contract.source.table} has no column "
+            f"{', '.join(repr(m) for m in missing)} (renamed or dropped?); its columns are "
+            f"{sorted(types)}. Update the contract's schema, or restore the column."
+        )
+    before: dict[str, str] = json.loads(previous) if previous else {}
+    changes = [
+        f"column {name!r} changed type from {before[name]} to {kind}"
+        for name, kind in types.items()
+        if name in before and before[name] != kind
+    ]
+    changes += [
+        f"new column {name!r} ({kind})"
+        for name, kind in types.items()
+        if before and name not in before
+    ]
+    changes += [f"column {name!r} was dropped" for name in before if name not in types]
+    return types, changes
+
+
 def read_table(
     contract: DataProductContract,
     engine: Engine,
     shard: int,
     known: Mapping[str, KnownDocument],
-    watermark: str | None,
+    cursors: Mapping[str, str],
 ) -> SourceRead:
     fields = contract.record_schema
+    watermark = cursors.get(WATERMARK)
+    types, schema_changes = check_table_schema(contract, engine, cursors.get(COLUMN_TYPES))
     source = _source_table(contract)
     updated_at: ColumnClause[Any] = column(fields.updated_at_field)
     id_col: ColumnClause[Any] = column(fields.id_field)
     # Only the mapped columns are read: PII columns never leave the source database.
-    wanted = dict.fromkeys(
-        [
-            fields.id_field,
-            fields.version_field,
-            fields.updated_at_field,
-            *([fields.title_field] if fields.title_field else []),
-            *fields.text_fields,
-            *fields.metadata_fields,
-        ]
-    )
+    wanted = fields.mapped_fields
     query = select(*[column(name) for name in wanted]).select_from(source).order_by(updated_at)
     if watermark:
         since = datetime.fromisoformat(watermark) - WATERMARK_LOOKBACK
         query = query.where(updated_at >= since)
-    result = SourceRead()
+    result = SourceRead(schema_changes=schema_changes)
+    result.cursors[COLUMN_TYPES] = json.dumps(types, sort_keys=True)
     table_name = contract.source.table or ""
     newest = watermark
     with engine.connect() as conn:
         for row in conn.execute(query).mappings():
             record = dict(row)
-            ref = storable(str(record.get(fields.id_field)))[:200]
+            ref = str(record.get(fields.id_field))[:200]
             try:
                 change = upsert_from_record(contract, record)
             except Exception as exc:  # noqa: BLE001 - whatever a row holds, it is quarantined
-                if shard != QUARANTINE_SHARD:
-                    continue
-                field, reason = (
-                    (exc.field, exc.reason)
-                    if isinstance(exc, RecordError)
-                    else (None, f"unreadable row: {type(exc).__name__}: {exc}")
-                )
-                raw = storable(repr(record)[:2000])
-                result.quarantined.append(
-                    QuarantineEntry(table_name, ref, field, storable(reason), raw)
-                )
+                raw = repr(without_fields(record, set(contract.pii_fields)))
+                entry = quarantine_entry(contract, table_name, ref, exc, raw)
+                if (shard_of(entry.doc_id) if entry.doc_id else QUARANTINE_SHARD) == shard:
+                    result.quarantined.append(entry)
                 continue
             stamp = record[fields.updated_at_field]
             stamp_text = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)

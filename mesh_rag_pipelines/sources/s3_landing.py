@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD, DocumentChange, shard_of
+from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard, shard_of
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def read_landing_zone(
             if isinstance(parsed, DocumentChange):
                 if shard_of(parsed.doc_id) == shard:
                     result.changes.append(parsed)
-            elif shard == QUARANTINE_SHARD:
+            elif quarantine_shard(parsed) == shard:
                 result.quarantined.append(parsed)
         result.landed_objects.append((landed.key, landed.etag))
     return result

@@ -9,23 +9,26 @@ the document, and replaying any change is a no-op.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
 from mesh_rag_pipelines.chunking import ChunkText, chunk_document
 from mesh_rag_pipelines.contracts import ChunkingSpec, DataProductContract
+from mesh_rag_pipelines.governance.access import effective_groups
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import (
     DocumentChange,
     KnownDocument,
     QuarantineEntry,
+    RecordError,
+    quarantine_entry,
     shard_of,
-    storable,
 )
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.locks import lock_documents
@@ -51,15 +54,26 @@ class ChunkSetResult:
     chunks_written: int = 0
     chunks_removed: int = 0
     quarantined: int = 0
+    quality_violations: int = 0
+    records_read: int = 0
+    acl_updated: int = 0
+    unexpected_fields: dict[str, int] = field(default_factory=dict)
+    schema_changes: list[str] = field(default_factory=list)
 
 
 def known_documents(engine: Engine, product: str, shard: int) -> dict[str, KnownDocument]:
     query = select(
-        DocumentState.doc_id, DocumentState.version, DocumentState.checksum, DocumentState.deleted
+        DocumentState.doc_id,
+        DocumentState.version,
+        DocumentState.checksum,
+        DocumentState.deleted,
+        DocumentState.forgotten_at,
     ).where(DocumentState.product == product, DocumentState.shard == shard)
     with engine.connect() as conn:
         return {
-            row.doc_id: KnownDocument(row.version, row.checksum, row.deleted)
+            row.doc_id: KnownDocument(
+                row.version, row.checksum, row.deleted, row.forgotten_at is not None
+            )
             for row in conn.execute(query)
         }
 
@@ -95,6 +109,8 @@ def _latest_per_document(changes: Iterable[DocumentChange]) -> dict[str, Documen
 def _applies(change: DocumentChange, stored: KnownDocument | None) -> bool:
     if stored is None:
         return True
+    if stored.forgotten:  # erased for good: no replay or re-read brings it back
+        return False
     if change.observed:
         if change.op == "delete":
             return not stored.deleted
@@ -115,7 +131,11 @@ def apply_source_read(
     batch is retried one change per transaction, so the others, deletes included, still apply.
     Progress is recorded after the changes: a crash in between re-reads, it never skips.
     """
-    result = ChunkSetResult(documents_unchanged=read.unchanged)
+    result = ChunkSetResult(
+        documents_unchanged=read.unchanged,
+        unexpected_fields=read.unexpected_fields,
+        schema_changes=list(read.schema_changes),
+    )
     latest = list(_latest_per_document(read.changes).values())
     result.stale_changes_ignored = len(read.changes) - len(latest)
     quarantined = list(read.quarantined)
@@ -130,10 +150,12 @@ def apply_source_read(
                 except (DBAPIError, ValueError) as exc:
                     if not refused_by_store(exc):
                         raise
-                    quarantined.append(_refused(change, exc))
+                    quarantined.append(_refused(contract, change, exc))
     with engine.begin() as conn:
         _record_progress(conn, contract.name, shard, read, quarantined)
     result.quarantined = len(quarantined)
+    result.quality_violations = sum(q.quality for q in quarantined)
+    result.records_read = len(read.changes) + len(quarantined) + read.unchanged
     return result
 
 
@@ -149,7 +171,8 @@ def _apply_in_transaction(
     with engine.begin() as conn:
         _apply_batch(conn, contract, shard, batch, counts)
     for name, value in asdict(counts).items():
-        setattr(result, name, getattr(result, name) + value)
+        if isinstance(value, int):
+            setattr(result, name, getattr(result, name) + value)
 
 
 # SQLSTATE classes of errors caused by the data of a statement, not by the server or the network.
@@ -165,14 +188,13 @@ def refused_by_store(exc: BaseException) -> bool:
     return code[:2] in _DATA_ERROR_CLASSES
 
 
-def _refused(change: DocumentChange, exc: BaseException) -> QuarantineEntry:
+def _refused(
+    contract: DataProductContract, change: DocumentChange, exc: BaseException
+) -> QuarantineEntry:
     message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return QuarantineEntry(
-        change.source_ref,
-        change.record_ref or change.doc_id,
-        None,
-        storable(f"refused by the store: {message}")[:2000],
-        None,
+    refused = RecordError(None, f"refused by the store: {message}", change.doc_id)
+    return quarantine_entry(
+        contract, change.source_ref, change.record_ref or change.doc_id, refused, None
     )
 
 
@@ -189,13 +211,16 @@ def _apply_batch(
     ids = [change.doc_id for change in batch]
     lock_documents(conn, product, ids)
     stored = {
-        row.doc_id: KnownDocument(row.version, row.checksum, row.deleted)
+        row.doc_id: KnownDocument(
+            row.version, row.checksum, row.deleted, row.forgotten_at is not None
+        )
         for row in conn.execute(
             select(
                 DocumentState.doc_id,
                 DocumentState.version,
                 DocumentState.checksum,
                 DocumentState.deleted,
+                DocumentState.forgotten_at,
             ).where(DocumentState.product == product, DocumentState.doc_id.in_(ids))
         )
     }
@@ -221,11 +246,13 @@ def _state_row(contract: DataProductContract, change: DocumentChange, deleted: b
         "title": change.title,
         "content": None if deleted else change.content,
         "doc_metadata": {} if deleted else change.metadata,
-        "acl_groups": list(contract.acl_groups),
-        "document_type": contract.document_type,
+        "acl_groups": effective_groups(contract.acl_groups, change.acl_groups),
+        "doc_groups": list(change.acl_groups) if change.acl_groups is not None else None,
+        "document_type": change.document_type or contract.document_type,
         "source_updated_at": change.source_updated_at,
         "observed_at": datetime.now(UTC),
         "deleted": deleted,
+        "forgotten_at": None,
     }
 
 
@@ -270,6 +297,61 @@ def _write_upserts(
     result.documents_changed += len(upserts)
     result.chunks_written += len(rows)
     result.chunks_removed += removed.rowcount
+
+
+ACL_CURSOR = "acl_groups"
+
+
+def sync_acl(engine: Engine, contract: DataProductContract, shard: int) -> int:
+    """Carry a change of the contract's ACL groups to the shard's documents and every index
+    version's rows, without re-embedding anything; returns how many documents changed.
+
+    Upserts write the ACL of their time; only a contract edit makes stored ACLs stale, so this
+    does nothing unless the groups differ from the ones last applied to the shard.
+    """
+    applied = json.dumps(sorted(set(contract.acl_groups)))
+    if read_cursors(engine, contract.name, shard).get(ACL_CURSOR) == applied:
+        return 0
+    query = select(DocumentState.doc_id, DocumentState.acl_groups, DocumentState.doc_groups).where(
+        DocumentState.product == contract.name,
+        DocumentState.shard == shard,
+        DocumentState.deleted.is_(False),
+    )
+    with engine.connect() as conn:
+        stale = {
+            row.doc_id: groups
+            for row in conn.execute(query)
+            if sorted(row.acl_groups)
+            != (groups := effective_groups(contract.acl_groups, row.doc_groups))
+        }
+    ids = sorted(stale)
+    for start in range(0, len(ids), BATCH_DOCUMENTS):
+        batch = ids[start : start + BATCH_DOCUMENTS]
+        with engine.begin() as conn:
+            lock_documents(conn, contract.name, batch)
+            conn.execute(
+                update(DocumentState)
+                .where(
+                    DocumentState.product == contract.name,
+                    DocumentState.doc_id == bindparam("b_doc"),
+                )
+                .values(acl_groups=bindparam("b_groups")),
+                [{"b_doc": doc_id, "b_groups": stale[doc_id]} for doc_id in batch],
+            )
+            for version in product_versions(conn, contract.name):
+                table = index_table(version.table_name, version.dimensions, version.distance)
+                conn.execute(
+                    update(table)
+                    .where(
+                        DocumentState.product == contract.name,
+                        DocumentState.doc_id.in_(batch),
+                        table.c.doc_id == DocumentState.doc_id,
+                    )
+                    .values(acl_groups=DocumentState.acl_groups)
+                )
+    with engine.begin() as conn:
+        _record_cursors(conn, contract.name, shard, {ACL_CURSOR: applied})
+    return len(ids)
 
 
 def _chunk_row(
@@ -366,14 +448,8 @@ def _write_deletes(
     result.chunks_removed += removed.rowcount
 
 
-def _record_progress(
-    conn: Connection,
-    product: str,
-    shard: int,
-    read: SourceRead,
-    quarantined: list[QuarantineEntry],
-) -> None:
-    for name, value in read.cursors.items():
+def _record_cursors(conn: Connection, product: str, shard: int, cursors: dict[str, str]) -> None:
+    for name, value in cursors.items():
         conn.execute(
             insert(SourceCursor)
             .values(product=product, shard=shard, name=name, value=value)
@@ -381,6 +457,16 @@ def _record_progress(
                 index_elements=["product", "shard", "name"], set_={"value": value}
             )
         )
+
+
+def _record_progress(
+    conn: Connection,
+    product: str,
+    shard: int,
+    read: SourceRead,
+    quarantined: list[QuarantineEntry],
+) -> None:
+    _record_cursors(conn, product, shard, read.cursors)
     if read.landed_objects:
         conn.execute(
             insert(LandingObject)

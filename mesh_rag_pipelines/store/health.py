@@ -20,11 +20,15 @@ class IndexHealth:
     rows: int
     expected_rows: int
     oldest_unindexed_change: datetime | None
+    acl_mismatches: int = 0
 
     @property
     def consistent(self) -> bool:
         return (
-            self.missing_documents == 0 and self.ghost_rows == 0 and self.rows == self.expected_rows
+            self.missing_documents == 0
+            and self.ghost_rows == 0
+            and self.acl_mismatches == 0
+            and self.rows == self.expected_rows
         )
 
     def lag_seconds(self, now: datetime | None = None) -> float:
@@ -49,14 +53,15 @@ def index_health(
         row = conn.execute(
             text(f"""
             WITH live AS (
-                SELECT doc_id, version, source_updated_at FROM {SCHEMA}.document_state
+                SELECT doc_id, version, source_updated_at, acl_groups
+                FROM {SCHEMA}.document_state
                 WHERE product = :p AND NOT deleted
                   AND (CAST(:s AS smallint) IS NULL OR shard = :s)),
             indexed AS (
                 SELECT doc_id, doc_version FROM {SCHEMA}.indexed_document
                 WHERE index_version = :v),
             rows AS (
-                SELECT doc_id, doc_version FROM {table}
+                SELECT doc_id, doc_version, acl_groups FROM {table}
                 WHERE CAST(:s AS smallint) IS NULL OR shard = :s)
             SELECT
               (SELECT count(*) FROM live) AS live_documents,
@@ -69,6 +74,9 @@ def index_health(
                  ON l.doc_id = t.doc_id AND l.version = t.doc_version
                  WHERE l.doc_id IS NULL) AS ghost_rows,
               (SELECT count(*) FROM rows) AS rows,
+              (SELECT count(*) FROM rows t JOIN live l
+                 ON l.doc_id = t.doc_id AND l.version = t.doc_version
+                 WHERE t.acl_groups <> l.acl_groups) AS acl_mismatches,
               (SELECT count(*) FROM {SCHEMA}.chunk c JOIN live l
                  ON l.doc_id = c.doc_id AND l.version = c.doc_version
                  WHERE c.product = :p AND c.chunker = :c) AS expected_rows
@@ -83,4 +91,5 @@ def index_health(
         rows=row.rows,
         expected_rows=row.expected_rows,
         oldest_unindexed_change=row.oldest_unindexed_change,
+        acl_mismatches=row.acl_mismatches,
     )

@@ -21,6 +21,7 @@ from sqlalchemy.schema import CreateIndex
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import IndexSpec
+from mesh_rag_pipelines.governance.access import protect_index_table
 from mesh_rag_pipelines.store.schema import (
     DocumentState,
     IndexedDocument,
@@ -113,6 +114,7 @@ def ensure_index_version(
         index_table(table_name, contract.embedding.dimensions, contract.embedding.distance).create(
             conn, checkfirst=True
         )
+        protect_index_table(conn, table_name)
         if inserted:
             record_event(conn, contract.name, "registered", version_id, actor=actor)
         if not live:

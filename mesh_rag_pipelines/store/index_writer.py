@@ -109,7 +109,6 @@ class _PendingDocument:
     checksum: str | None
     title: str | None
     metadata: dict
-    acl_groups: list[str]
     document_type: str
     source_updated_at: datetime | None
 
@@ -201,7 +200,6 @@ def _pending_documents(
             state.checksum,
             state.title,
             state.doc_metadata,
-            state.acl_groups,
             state.document_type,
             state.source_updated_at,
         )
@@ -302,15 +300,25 @@ def _write_batch(
 ) -> None:
     ids = [p.doc_id for p in batch]
     lock_documents(conn, product, ids)
+    # Read under the lock: the version decides what is written, and the ACL is the one of now
+    # (an ACL change may have landed since the batch was read).
     current = {
-        row.doc_id: (row.version, row.deleted)
+        row.doc_id: row
         for row in conn.execute(
-            select(DocumentState.doc_id, DocumentState.version, DocumentState.deleted).where(
-                DocumentState.product == product, DocumentState.doc_id.in_(ids)
-            )
+            select(
+                DocumentState.doc_id,
+                DocumentState.version,
+                DocumentState.deleted,
+                DocumentState.acl_groups,
+            ).where(DocumentState.product == product, DocumentState.doc_id.in_(ids))
         )
     }
-    ready = [p for p in batch if current.get(p.doc_id) == (p.version, False)]
+    ready = [
+        p
+        for p in batch
+        if p.doc_id in current
+        and (current[p.doc_id].version, current[p.doc_id].deleted) == (p.version, False)
+    ]
     result.documents_skipped_superseded += len(batch) - len(ready)
     if not ready:
         return
@@ -331,7 +339,7 @@ def _write_batch(
             encode_text(c.text),
             encode_text(c.text_hash),
             encode_jsonb(p.metadata),
-            encode_text_array(p.acl_groups),
+            encode_text_array(current[p.doc_id].acl_groups),
             encode_text(p.document_type),
             encode_timestamptz(p.source_updated_at),
             encode_timestamptz(now),

@@ -32,6 +32,7 @@ def record_quarantined(conn: Connection, product: str, entries: Sequence[Quarant
             "field": q.field,
             "reason": q.reason,
             "raw": q.raw,
+            "doc_id": q.doc_id,
         }
         for q in entries
     }
@@ -39,7 +40,7 @@ def record_quarantined(conn: Connection, product: str, entries: Sequence[Quarant
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["product", "source_ref", "record_ref"],
-            set_={name: statement.excluded[name] for name in ("field", "reason", "raw")},
+            set_={name: statement.excluded[name] for name in ("field", "reason", "raw", "doc_id")},
         )
     )
 

@@ -37,7 +37,12 @@ class Base(DeclarativeBase):
 
 
 class DocumentState(Base):
-    """Current version of every document a product has seen; deleted ones stay as tombstones."""
+    """Current version of every document a product has seen; deleted ones stay as tombstones.
+
+    `acl_groups` is who may read the document now: the product's groups, narrowed to the ones
+    the record names (`doc_groups`) if it names any. A forgotten document (right to be
+    forgotten) keeps no content and never comes back, whatever a source replays.
+    """
 
     __tablename__ = "document_state"
     product: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -55,6 +60,8 @@ class DocumentState(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    doc_groups: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    forgotten_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("document_state_shard", "product", "shard"),)
 
@@ -191,6 +198,26 @@ class QuarantinedRecord(Base):
     quarantined_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    doc_id: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("quarantine_doc", "product", "doc_id"),)
+
+
+class ErasureAudit(Base):
+    """What an erasure removed, when, for whom and why; never the content."""
+
+    __tablename__ = "erasure_audit"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    product: Mapped[str] = mapped_column(Text)
+    doc_id: Mapped[str] = mapped_column(Text)
+    versions: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    index_rows_removed: Mapped[int] = mapped_column(Integer)
+    chunks_removed: Mapped[int] = mapped_column(Integer)
+    cache_entries_removed: Mapped[int] = mapped_column(Integer)
+    quarantined_removed: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 OPCLASS = {"cosine": "vector_cosine_ops", "inner_product": "vector_ip_ops", "l2": "vector_l2_ops"}

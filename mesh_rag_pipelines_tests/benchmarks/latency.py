@@ -1,11 +1,13 @@
 """Retrieval latency and recall@10 against exact search, at 100k and 1M chunks.
 
 Synthetic vectors (see `synthetic_vectors`) are COPYed in binary into a table of the same shape
-as an index version's, then the HNSW (m=16, ef_construction=64) and ACL (GIN) indexes are built
-on the loaded table. Queries are the SQL that `retrieval.search` issues: every column plus the
-distance, ORDER BY distance LIMIT 10, ef_search 100 and `hnsw.iterative_scan = relaxed_order`,
-optionally with an ACL filter that passes 10% of rows (each row has one of ten groups).
-Latency is measured at the client, SQLAlchemy included.
+as an index version's, then the HNSW and ACL (GIN) indexes are built on the loaded table, with
+the parameters a contract's `index` section sets (`--m`, `--ef-construction`; default m=16,
+ef_construction=64) and built as a release builds them. Queries are the SQL that
+`retrieval.search` issues: every column plus the distance, ORDER BY distance LIMIT 10, the
+version's ef_search and `hnsw.iterative_scan = relaxed_order`, optionally with an ACL filter
+that passes 10% of rows (each row has one of ten groups). Latency is measured at the client,
+SQLAlchemy included.
 """
 
 from __future__ import annotations
@@ -16,59 +18,62 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.dialects.postgresql import array
 
-from mesh_rag_pipelines.benchmarks import results
-from mesh_rag_pipelines.benchmarks.database import benchmark_database
-from mesh_rag_pipelines.benchmarks.scifact import server_versions
-from mesh_rag_pipelines.benchmarks.synthetic_vectors import GaussianMixture, exact_top_k
+from mesh_rag_pipelines.contracts.model import IndexSpec
 from mesh_rag_pipelines.store import binary_copy as enc
 from mesh_rag_pipelines.store.database import engine_for
-from mesh_rag_pipelines.store.schema import SCHEMA, index_table
+from mesh_rag_pipelines.store.schema import SCHEMA, hnsw_index, index_table
+from mesh_rag_pipelines_tests.benchmarks import results
+from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
+from mesh_rag_pipelines_tests.benchmarks.scifact import server_versions
+from mesh_rag_pipelines_tests.benchmarks.synthetic_vectors import GaussianMixture, exact_top_k
 
 GROUPS = 10
 QUERIES = 300
 WARM_UP = 30
 PASSES = 3
-EF_SEARCH = 100  # retrieval.search's default; the headline figures use it
-BUILD_TIMEOUT_MINUTES = 20
-_COLUMNS = (
-    "doc_id, chunk_no, product, shard, doc_version, source_checksum, chunker_version, "
-    "embedding_model, section, title, text, text_hash, metadata, acl_groups, document_type, "
-    "source_updated_at, created_at, embedding"
-)
+BUILD_TIMEOUT_MINUTES = 60
 
 
 def run(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="latency")
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    defaults = IndexSpec()
+    parser.add_argument("--m", type=int, default=defaults.m)
+    parser.add_argument("--ef-construction", type=int, default=defaults.ef_construction)
     parser.add_argument(
-        "--ef-search", type=int, nargs="+", default=[EF_SEARCH], help="also measure these"
+        "--ef-search",
+        type=int,
+        default=defaults.ef_search,
+        help="the contract's default ef_search: the headline figures use it",
     )
+    parser.add_argument("--also-ef-search", type=int, nargs="*", default=[])
     parser.add_argument(
         "--builds", type=int, default=1, help="HNSW builds per size (graphs differ by build)"
     )
     args = parser.parse_args(argv)
-    efs = sorted({EF_SEARCH, *args.ef_search})
+    spec = IndexSpec(m=args.m, ef_construction=args.ef_construction, ef_search=args.ef_search)
+    efs = sorted({spec.ef_search, *args.also_ef_search})
     figures: dict = {}
-    details: dict = {}
+    details: dict = {"index": spec.model_dump()}
     for rows in args.rows:
         with benchmark_database() as url:
             engine = engine_for(url)
-            outcome = measure(engine, rows, efs, args.builds, with_acl=rows <= 100_000)
+            outcome = measure(engine, rows, spec, efs, args.builds, with_acl=rows <= 100_000)
             outcome["server"] = server_versions(engine)
             engine.dispose()
         details[str(rows)] = outcome
         print(f"{rows} rows: {outcome}", flush=True)
-        figures.update(_headline(rows, outcome))
+        figures.update(_headline(rows, outcome, spec.ef_search))
     results.record_details("latency", details)
     return figures
 
 
-def _headline(rows: int, outcome: dict) -> dict:
-    """Medians over builds at the default ef_search; null where the index was not built."""
-    measured = outcome.get("summary", {}).get(str(EF_SEARCH), {})
+def _headline(rows: int, outcome: dict, ef_search: int) -> dict:
+    """Medians over builds at the contract's ef_search; null where the index was not built."""
+    measured = outcome.get("summary", {}).get(str(ef_search), {})
 
     def median(kind: str, figure: str, digits: int) -> float | None:
         return round(measured[kind][figure]["median"], digits) if kind in measured else None
@@ -84,6 +89,7 @@ def _headline(rows: int, outcome: dict) -> dict:
     if rows == 1_000_000:
         return {
             "p50_ms_1m": median("plain", "p50_ms", 2),
+            "p99_ms_1m": median("plain", "p99_ms", 2),
             "recall10_1m": median("plain", "recall10", 4),
         }
     return {}
@@ -105,22 +111,25 @@ def summarize(builds: list[dict]) -> dict:
     return summary
 
 
-def measure(engine: Engine, rows: int, efs: list[int], builds: int, with_acl: bool) -> dict:
+def measure(
+    engine: Engine, rows: int, spec: IndexSpec, efs: list[int], builds: int, with_acl: bool
+) -> dict:
     """Load once, then build the indexes `builds` times and query each build."""
     mixture = GaussianMixture()
     table = index_table(f"synthetic_{rows}", 384, "cosine")
     with engine.begin() as conn:
         table.create(conn)
-    _drop_indexes(engine, table)
+    indexes = [*table.indexes, hnsw_index(table.name, 384, "cosine", spec.m, spec.ef_construction)]
+    _drop_indexes(engine, indexes)
     started = time.perf_counter()
-    vectors = _load(engine, table.name, mixture, rows)
+    vectors = load(engine, table.name, mixture, rows)
     outcome: dict = {"rows": rows, "seconds_copy": time.perf_counter() - started, "builds": []}
     queries = mixture.sample(QUERIES + WARM_UP)
     groups = np.arange(rows) % GROUPS
     for number in range(builds):
         if number:
-            _drop_indexes(engine, table)
-        build = _build_indexes(engine, table)
+            _drop_indexes(engine, indexes)
+        build = build_indexes(engine, table, indexes)
         outcome["builds"].append(build)
         if not build["built"]:
             break
@@ -134,14 +143,17 @@ def measure(engine: Engine, rows: int, efs: list[int], builds: int, with_acl: bo
     return outcome
 
 
-def _drop_indexes(engine: Engine, table) -> None:  # type: ignore[no-untyped-def]
+def _drop_indexes(engine: Engine, indexes: list[Index]) -> None:
     with engine.begin() as conn:
-        for index in table.indexes:
+        for index in indexes:
             conn.execute(text(f"DROP INDEX IF EXISTS {SCHEMA}.{index.name}"))
 
 
-def _load(engine: Engine, table_name: str, mixture: GaussianMixture, rows: int) -> np.ndarray:
-    """Binary COPY in slices of 50k rows, the vectors kept for the exact ground truth."""
+def load(
+    engine: Engine, table_name: str, mixture: GaussianMixture, rows: int, groups: int = GROUPS
+) -> np.ndarray:
+    """Binary COPY in slices of 50k rows, the vectors kept for the exact ground truth; row i
+    belongs to ACL group `group-{i % groups}`."""
     now = datetime.now(UTC)
     common = [enc.encode_text("synthetic"), enc.encode_int2(0), enc.encode_int8(1)]
     model = [enc.encode_text(""), enc.encode_text("paragraphs-v1"), enc.encode_text("synthetic")]
@@ -162,7 +174,7 @@ def _load(engine: Engine, table_name: str, mixture: GaussianMixture, rows: int) 
                     enc.encode_text(f"Synthetic chunk {offset + i} of a structured corpus."),
                     enc.encode_text(f"{offset + i:032x}"),
                     enc.encode_jsonb({}),
-                    enc.encode_text_array([f"group-{(offset + i) % GROUPS}"]),
+                    enc.encode_text_array([group_name((offset + i) % groups)]),
                     enc.encode_text("chunk"),
                     enc.encode_timestamptz(now),
                     enc.encode_timestamptz(now),
@@ -170,8 +182,9 @@ def _load(engine: Engine, table_name: str, mixture: GaussianMixture, rows: int) 
                 )
                 for i, vector in enumerate(batch)
             )
+            columns = ", ".join(c.name for c in index_table(table_name, 384, "cosine").columns)
             cursor.copy_expert(
-                f"COPY {SCHEMA}.{table_name} ({_COLUMNS}) FROM STDIN (FORMAT binary)", payload
+                f"COPY {SCHEMA}.{table_name} ({columns}) FROM STDIN (FORMAT binary)", payload
             )
             kept.append(batch)
             offset += len(batch)
@@ -181,7 +194,7 @@ def _load(engine: Engine, table_name: str, mixture: GaussianMixture, rows: int) 
     return np.concatenate(kept)
 
 
-def _build_indexes(engine, table) -> dict:  # type: ignore[no-untyped-def]
+def build_indexes(engine, table, indexes: list[Index]) -> dict:  # type: ignore[no-untyped-def]
     """HNSW with a leader and one parallel worker (2 cores), all in memory; bounded in time."""
     outcome: dict = {"built": False}
     started = time.perf_counter()
@@ -190,7 +203,7 @@ def _build_indexes(engine, table) -> dict:  # type: ignore[no-untyped-def]
             conn.execute(text("SET LOCAL maintenance_work_mem = '6GB'"))
             conn.execute(text("SET LOCAL max_parallel_maintenance_workers = 1"))
             conn.execute(text(f"SET LOCAL statement_timeout = '{BUILD_TIMEOUT_MINUTES}min'"))
-            for index in table.indexes:
+            for index in indexes:
                 index.create(conn)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f"VACUUM ANALYZE {SCHEMA}.{table.name}"))
@@ -220,7 +233,7 @@ def _query_set(engine, table, vectors, queries, ef, groups, group) -> dict:  # t
             for position, vector in enumerate(queries):
                 query = select(table, distance(vector).label("distance"))
                 if mask is not None:
-                    query = query.where(table.c.acl_groups.op("&&")(array([f"group-{group}"])))
+                    query = query.where(table.c.acl_groups.op("&&")(array([group_name(group)])))
                 query = query.order_by(distance(vector)).limit(10)
                 started = time.perf_counter()
                 found = conn.execute(query).all()
@@ -229,7 +242,7 @@ def _query_set(engine, table, vectors, queries, ef, groups, group) -> dict:  # t
                     continue
                 timings.append(elapsed)
                 if number == 0:
-                    expected = {_row_key(r) for r in truth[position - WARM_UP]}
+                    expected = {row_key(r) for r in truth[position - WARM_UP]}
                     got = {(row.doc_id, row.chunk_no) for row in found}
                     recalls.append(len(expected & got) / 10)
             latencies.append(timings)
@@ -243,13 +256,17 @@ def _query_set(engine, table, vectors, queries, ef, groups, group) -> dict:  # t
     }
 
 
-def _row_key(row_number: int) -> tuple[str, int]:
+def group_name(number: int) -> str:
+    return f"group-{number:02d}"
+
+
+def row_key(row_number: int) -> tuple[str, int]:
     return f"doc-{int(row_number) // 3:07d}", int(row_number) % 3
 
 
 def _plan(engine, table, vector, ef: int, filtered: bool, group) -> str:  # type: ignore[no-untyped-def]
     literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
-    where = f"WHERE acl_groups && ARRAY['group-{group}'] " if filtered else ""
+    where = f"WHERE acl_groups && ARRAY['{group_name(group)}'] " if filtered else ""
     with engine.begin() as conn:
         conn.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
         conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))

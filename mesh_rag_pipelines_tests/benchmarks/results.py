@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "mesh_rag_pipelines_tests" / "benchmarks"
+RESULTS_DIR = Path(__file__).resolve().parent
 RESULTS_JSON = RESULTS_DIR / "results.json"
 
 KEYS = (
@@ -28,9 +28,22 @@ KEYS = (
     "p99_ms_100k_acl",
     "recall10_100k_acl",
     "p50_ms_1m",
+    "p99_ms_1m",
     "recall10_1m",
     "freshness_lag_p50_s",
     "freshness_lag_p95_s",
+    "release_backfill_floor_ratio",
+    "release_chunker_texts_embedded",
+    "release_chunker_new_texts",
+    "release_swap_ms",
+    "release_query_p99_ratio",
+    "release_failed_queries",
+    "rls_recall10_1pct",
+    "rls_recall10_10pct",
+    "rls_recall10_50pct",
+    "rls_p99_ms_1pct",
+    "rls_p99_ms_10pct",
+    "rls_p99_ms_50pct",
     "measured_at",
 )
 

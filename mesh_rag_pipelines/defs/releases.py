@@ -1,0 +1,155 @@
+"""Index releases in Dagster: a release asset per product that validates a complete candidate
+against the live version (a blocking gate check, a blue-vs-green report in its metadata, an
+automatic swap where the contract opts in), and a job to swap, roll back or retire from the
+Launchpad."""
+
+from typing import Literal
+
+import dagster as dg
+
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.contracts.model import parse_duration
+from mesh_rag_pipelines.defs.assets import common_attributes, embeddings_key
+from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
+from mesh_rag_pipelines.releases import (
+    drop_retired,
+    retire,
+    rollback,
+    swap,
+    validate_version,
+)
+from mesh_rag_pipelines.releases.status import candidate_of, release_status
+from mesh_rag_pipelines.store.index_versions import get_version, index_version_id
+
+
+def release_key(contract: DataProductContract) -> dg.AssetKey:
+    return dg.AssetKey([contract.name, "release"])
+
+
+def release_job_name(contract: DataProductContract) -> str:
+    return f"release_{contract.name}"
+
+
+def release_asset(contract: DataProductContract) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=release_key(contract),
+        deps=[embeddings_key(contract)],
+        kinds={"pgvector"},
+        description=(
+            f"Index releases of {contract.name}: once a candidate version (a new chunker, model "
+            "or index parameters) holds every document, it is validated against the live "
+            "version; the report is attached here. "
+            + ("A candidate that passes goes live." if contract.release.auto_swap else "")
+        ),
+        **common_attributes(contract),
+    )
+    def _release(
+        context: dg.AssetExecutionContext,
+        index_store: IndexStore,
+        embedding_models: EmbeddingModels,
+    ) -> dg.MaterializeResult:
+        engine = index_store.engine
+        actor = context.run.tags.get("dagster/user", "dagster")
+        metadata: dict[str, dg.RawMetadataValue] = {}
+        candidate = candidate_of(engine, contract)
+        if candidate is None:
+            context.log.info(f"{contract.name}: no candidate version; nothing to validate")
+        elif candidate.coverage < contract.release.min_coverage:
+            context.log.info(
+                f"{contract.name}: candidate {candidate.version.id} holds "
+                f"{candidate.coverage:.1%} of the documents; backfill every shard first"
+            )
+        elif candidate.version.status == "building":
+            report = validate_version(
+                engine, contract, candidate.version.id, embedding_models.for_spec, actor=actor
+            )
+            context.log.info(f"{contract.name}: candidate {candidate.version.id}: {report.passed}")
+            metadata["report"] = dg.MetadataValue.md(report.markdown())
+            if report.passed and contract.release.auto_swap:
+                swapped = swap(engine, contract.name, candidate.version.id, actor="auto-swap")
+                metadata["swap_seconds"] = round(swapped.seconds, 4)
+        retention = parse_duration(contract.release.retain_retired)
+        dropped = drop_retired(engine, contract.name, retention, actor=actor)
+        status = release_status(engine, contract)
+        return dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "live_version": status.live or "",
+                "candidate_version": status.candidate or "",
+                "versions": dg.MetadataValue.md(status.versions_markdown()),
+                "history": dg.MetadataValue.md(status.history_markdown()),
+                "dropped_versions": ", ".join(dropped),
+            }
+        )
+
+    return _release
+
+
+def release_gate(contract: DataProductContract) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=release_key(contract),
+        name="release_gate",
+        blocking=True,
+        description=(
+            "The contract's candidate version, once validated, passed the gate: coverage, "
+            "structure and quality within the contract's release thresholds."
+        ),
+    )
+    def _gate(index_store: IndexStore) -> dg.AssetCheckResult:
+        version = get_version(index_store.engine, index_version_id(contract))
+        status = version.status if version else "unregistered"
+        failed = status == "failed"
+        return dg.AssetCheckResult(
+            passed=not failed,
+            metadata={
+                "version": index_version_id(contract),
+                "status": status,
+                "metrics": version.metrics if version else {},
+            },
+        )
+
+    return _gate
+
+
+class ReleaseAction(dg.Config):
+    """What to do to a product's index versions; `version` defaults to the contract's."""
+
+    action: Literal["swap", "rollback", "retire"]
+    version: str = ""
+    force: bool = False
+    reason: str = ""
+
+
+def release_job(contract: DataProductContract) -> dg.JobDefinition:
+    @dg.op(name=f"{contract.name}_release_action")
+    def _act(
+        context: dg.OpExecutionContext, config: ReleaseAction, index_store: IndexStore
+    ) -> None:
+        engine = index_store.engine
+        actor = context.run.tags.get("dagster/user", "dagster")
+        version = config.version or index_version_id(contract)
+        reason = config.reason or None
+        if config.action == "swap":
+            result = swap(
+                engine, contract.name, version, actor=actor, force=config.force, reason=reason
+            )
+            context.log.info(f"{contract.name}: {result.live} live (was {result.previous})")
+        elif config.action == "rollback":
+            result = rollback(engine, contract.name, actor=actor, reason=reason)
+            context.log.info(f"{contract.name}: rolled back to {result.live}")
+        else:
+            retire(engine, contract.name, version, actor=actor, reason=reason)
+            context.log.info(f"{contract.name}: {version} retired")
+
+    @dg.job(
+        name=release_job_name(contract),
+        description=(
+            f"Swap, roll back or retire index versions of {contract.name} (Launchpad config: "
+            "action, version, force, reason)."
+        ),
+        tags={"domain": contract.domain},
+    )
+    def _job() -> None:
+        _act()
+
+    return _job

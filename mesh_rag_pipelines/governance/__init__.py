@@ -1,0 +1,1 @@
+"""Contracts enforced: access control in the database, PII masking, erasure, data quality."""

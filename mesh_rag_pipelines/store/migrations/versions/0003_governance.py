@@ -1,0 +1,63 @@
+"""Governance: row-level security on every index table through a serving role; per-document
+ACL groups named by records; erasure (forgotten documents, an audit table); quarantined records
+linked to their document."""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from mesh_rag_pipelines.governance.access import SERVING_ROLE, protect_index_table
+
+revision = "0003"
+down_revision = "0002"
+
+SCHEMA = "mesh_rag"
+
+
+def upgrade() -> None:
+    op.add_column("document_state", sa.Column("doc_groups", ARRAY(sa.Text())), schema=SCHEMA)
+    op.add_column(
+        "document_state", sa.Column("forgotten_at", sa.DateTime(timezone=True)), schema=SCHEMA
+    )
+    op.add_column("quarantine", sa.Column("doc_id", sa.Text()), schema=SCHEMA)
+    op.create_index("quarantine_doc", "quarantine", ["product", "doc_id"], schema=SCHEMA)
+    op.create_table(
+        "erasure_audit",
+        sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True),
+        sa.Column("product", sa.Text(), nullable=False),
+        sa.Column("doc_id", sa.Text(), nullable=False),
+        sa.Column("versions", ARRAY(sa.Text()), nullable=False),
+        sa.Column("index_rows_removed", sa.Integer(), nullable=False),
+        sa.Column("chunks_removed", sa.Integer(), nullable=False),
+        sa.Column("cache_entries_removed", sa.Integer(), nullable=False),
+        sa.Column("quarantined_removed", sa.Integer(), nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
+        sa.Column("reason", sa.Text()),
+        sa.Column(
+            "at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
+        schema=SCHEMA,
+    )
+    # Roles belong to the server, not the database: create it once, grant per database.
+    op.execute(
+        f"""DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVING_ROLE}') THEN
+                CREATE ROLE {SERVING_ROLE} LOGIN NOBYPASSRLS;
+            END IF;
+        END $$"""
+    )
+    op.execute(f"GRANT {SERVING_ROLE} TO CURRENT_USER")
+    op.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {SERVING_ROLE}")
+    op.execute(
+        f"GRANT SELECT ON {SCHEMA}.index_version, {SCHEMA}.serving_pointer TO {SERVING_ROLE}"
+    )
+    op.execute(
+        f"""CREATE FUNCTION {SCHEMA}.caller_groups() RETURNS text[] LANGUAGE sql STABLE AS
+        $$ SELECT string_to_array(nullif(current_setting('mesh_rag.groups', true), ''), ',') $$"""
+    )
+    conn = op.get_bind()
+    tables = conn.execute(
+        sa.text(f"SELECT table_name FROM {SCHEMA}.index_version WHERE dropped_at IS NULL")
+    ).scalars()
+    for table_name in list(tables):
+        protect_index_table(conn, table_name)
