@@ -6,6 +6,9 @@ import argparse
 import getpass
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -21,11 +24,16 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SAMPLE_QUERY = "How many weeks of paid leave does a primary caregiver get after a birth?"
 
 
-def _use_repo_dagster_home() -> None:
-    """Runs launched here show up in `dagster dev` started from the repository root."""
-    if not os.environ.get("DAGSTER_HOME") and (REPO_ROOT / "dagster.yaml").exists():
-        os.environ["DAGSTER_HOME"] = str(REPO_ROOT)
-        os.chdir(REPO_ROOT)
+def _use_local_dagster_home() -> None:
+    """Without DAGSTER_HOME, the local instance in MESH_RAG_HOME/dagster (with the repository's
+    dagster.yaml): runs of `mesh-rag build` show in `mesh-rag ui`, from any working directory."""
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    dagster_home = settings.home() / "dagster"
+    dagster_home.mkdir(exist_ok=True)
+    if (REPO_ROOT / "dagster.yaml").exists():
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
 def build(products: list[str] | None = None) -> None:
@@ -37,20 +45,22 @@ def build(products: list[str] | None = None) -> None:
     import dagster as dg
 
     from mesh_rag_pipelines.definitions import defs
-    from mesh_rag_pipelines.defs.jobs import BUILD_ALL, VALIDATE_RELEASES, sync_job_name
+    from mesh_rag_pipelines.defs.jobs import VALIDATE_RELEASES, sync_job_name
     from mesh_rag_pipelines.defs.releases import release_key
 
-    _use_repo_dagster_home()
+    _use_local_dagster_home()
     instance = dg.DagsterInstance.get()
     chosen = [_contract(p) for p in products] if products else _contracts()
-    job_names = [sync_job_name(c) for c in chosen] if products else [BUILD_ALL]
     definitions = defs()
+    jobs = [definitions.resolve_job_def(sync_job_name(c)) for c in chosen]
+    shard_keys = [job.partitions_def.get_partition_keys() for job in jobs]  # type: ignore[union-attr]
     failures: list[str] = []
-    for job_name in job_names:
-        job = definitions.resolve_job_def(job_name)
-        for partition_key in job.partitions_def.get_partition_keys():  # type: ignore[union-attr]
-            where = f"{job_name} shard {partition_key}"
-            failures += _execute(where, job, instance, partition_key=partition_key)
+    # Shard by shard across products, so that every product is partly served early on.
+    for position in range(max(map(len, shard_keys), default=0)):
+        for job, keys in zip(jobs, shard_keys, strict=True):
+            if position < len(keys):
+                where = f"{job.name} shard {keys[position]}"
+                failures += _execute(where, job, instance, partition_key=keys[position])
     # A candidate version that the shards just completed is validated (and swapped where the
     # contract says so); without one this is a no-op.
     releases = definitions.resolve_job_def(VALIDATE_RELEASES)
@@ -373,6 +383,74 @@ def services(action: str) -> None:
     print(f"s3: {s3_endpoint_url()}")
 
 
+def reshard(product: str) -> None:
+    """Move a product's stored rows to the shard count its contract now says."""
+    from mesh_rag_pipelines.connections import store_engine
+    from mesh_rag_pipelines.store.layout import reshard as move
+
+    contract = _contract(product)
+    old, documents = move(store_engine(), contract)
+    print(f"{product}: {documents} documents moved from {old} to {contract.shards} shards")
+
+
+def products(as_json: bool) -> None:
+    """The platform view: every product's domain, owner, SLA, live index version, and whether
+    its index reflects its source now (changes waiting in the source count)."""
+    from mesh_rag_pipelines.connections import s3_client, store_engine
+    from mesh_rag_pipelines.pipeline import SourceAccess, source_lag
+    from mesh_rag_pipelines.store.index_versions import live_versions
+
+    engine = store_engine()
+    access = SourceAccess(engine, s3_client())
+    live = {version.product: version.id for version in live_versions(engine)}
+    rows = []
+    for contract in _contracts():
+        lag = source_lag(contract, access)
+        rows.append(
+            {
+                "product": contract.name,
+                "domain": contract.domain,
+                "owner": contract.owner,
+                "sla": contract.freshness.sla,
+                "live_version": live.get(contract.name),
+                "in_sync": lag.in_sync,
+                "waiting_changes": lag.waiting_changes,
+                "unindexed_documents": lag.unindexed_documents,
+                "oldest_change": lag.oldest_change,
+                "shards_behind": list(lag.shards),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        state = (
+            "in sync"
+            if row["in_sync"]
+            else f"{row['waiting_changes']} changes waiting, {row['unindexed_documents']} "
+            f"documents not served (shards {row['shards_behind']}, oldest {row['oldest_change']})"
+        )
+        print(
+            f"{row['domain']}/{row['product']}  owner {row['owner']}  SLA {row['sla']}  "
+            f"live {row['live_version'] or 'none'}  {state}"
+        )
+
+
+def ui(port: int) -> None:
+    """The Dagster UI and daemon on the local instance, one code location per domain."""
+    _use_local_dagster_home()
+    dagster = Path(sys.executable).parent / "dagster"
+    command = [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-p", str(port)]
+    print(f"Dagster UI on http://127.0.0.1:{port} (instance {os.environ['DAGSTER_HOME']})")
+    # Its own process group, stopped as a whole: `dagster dev` leaves its children otherwise.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 def demo() -> None:
     """Seed the sample sources, build every product, query, and say how to open the UI."""
     started = time.perf_counter()
@@ -384,8 +462,10 @@ def demo() -> None:
     main(["answer", SAMPLE_QUERY, "--group", "employees", "-k", "2"])
     print(
         textwrap.dedent("""
-        Open the Dagster UI (assets, checks, sensors, schedules, backfills):
-          DAGSTER_HOME=$PWD .venv/bin/dagster dev -w workspace.yaml   # then http://127.0.0.1:3000
+        In this shell, first: export MESH_RAG_PROFILE=local   (embedded services, this machine)
+        Open the Dagster UI (assets, checks, freshness, sensors, backfills), one code location
+        per domain, on the instance that recorded these runs:
+          .venv/bin/mesh-rag ui                     # then http://127.0.0.1:3000
         Query again, as a caller of group employees (answers cite their passages):
           .venv/bin/mesh-rag query "expensing a hotel in New York" --group employees
           .venv/bin/mesh-rag answer "expensing a hotel in New York" --group employees
@@ -449,9 +529,26 @@ def main(argv: list[str] | None = None) -> None:
     eval_cmd.add_argument("--qrels", required=True, type=Path, help="BEIR qrels TSV")
     eval_cmd.add_argument("--version", help="index version id (default: the live one)")
     eval_cmd.add_argument("-k", type=int, default=100, help="recall depth, in documents")
+    reshard_cmd = commands.add_parser(
+        "reshard", help="move a product's rows to the shard count of its contract"
+    )
+    reshard_cmd.add_argument("--product", required=True)
+    products_cmd = commands.add_parser(
+        "products", help="every product: owner, SLA, live index version, in sync or not"
+    )
+    products_cmd.add_argument("--json", action="store_true")
+    ui_cmd = commands.add_parser("ui", help="the Dagster UI and daemon, one location per domain")
+    ui_cmd.add_argument("--port", type=int, default=3000)
     services_cmd = commands.add_parser("services", help="embedded PostgreSQL and local S3")
     services_cmd.add_argument("action", choices=["start", "stop"])
     args = parser.parse_args(argv)
+    try:
+        _run(args)
+    except settings.MissingSetting as exc:
+        raise SystemExit(f"mesh-rag {args.command}: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "demo":
         demo()
     elif args.command == "build":
@@ -472,6 +569,12 @@ def main(argv: list[str] | None = None) -> None:
         release(args.action, args.product, args.version, args.force, args.reason)
     elif args.command == "eval":
         evaluate(args.product, args.queries, args.qrels, args.version, args.k)
+    elif args.command == "reshard":
+        reshard(args.product)
+    elif args.command == "products":
+        products(args.json)
+    elif args.command == "ui":
+        ui(args.port)
     elif args.command == "services":
         services(args.action)
 

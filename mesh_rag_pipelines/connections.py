@@ -1,4 +1,4 @@
-"""The store engine and the S3 client, from settings, with embedded stand-ins as defaults."""
+"""The store engine and the S3 client, from settings; embedded stand-ins in the local profile."""
 
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ def operator_engine() -> Engine:
     return source_engine(configured)
 
 
-def s3_endpoint_url() -> str:
+def s3_endpoint_url() -> str | None:
+    """The configured S3 endpoint; in the local profile, the loopback server when none is set;
+    otherwise None: AWS's own endpoint for the region."""
     configured = os.environ.get(settings.S3_ENDPOINT_URL)
-    if configured:
+    if configured or not settings.local_profile():
         return configured
     from mesh_rag_pipelines.services.local_s3 import ensure_local_s3
 
@@ -50,21 +52,7 @@ def s3_endpoint_url() -> str:
 
 
 def s3_client(endpoint_url: str | None = None) -> Any:
-    """boto3 S3 client; credentials come from the usual AWS chain (local server: any)."""
-    import boto3
-    from botocore.config import Config
+    """An S3 client made by the landing zone's resource (dagster-aws), for code outside runs."""
+    from mesh_rag_pipelines.defs.resources import LandingZone
 
-    endpoint = endpoint_url or s3_endpoint_url()
-    local = endpoint.startswith("http://127.0.0.1") or endpoint.startswith("http://localhost")
-    credentials = (
-        {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-        if local and not os.environ.get("AWS_ACCESS_KEY_ID")
-        else {}
-    )
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=os.environ.get("AWS_REGION", "us-east-1"),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
-        **credentials,
-    )
+    return LandingZone(endpoint_url=endpoint_url).get_client()

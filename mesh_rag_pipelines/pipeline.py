@@ -7,12 +7,13 @@ for every shard is a full build, and running them again is a no-op.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.files import read_files
@@ -37,7 +38,9 @@ from mesh_rag_pipelines.store.chunk_set import (
     sync_acl,
 )
 from mesh_rag_pipelines.store.database import source_engine
+from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_writer import Embedders, IndexResult, refresh_index
+from mesh_rag_pipelines.store.layout import check_shards
 
 
 @dataclass
@@ -75,6 +78,7 @@ def refresh_chunk_set(
     contract: DataProductContract, shard: int, access: SourceAccess
 ) -> ChunkSetResult:
     """Apply the shard's source changes, then any change of the contract's ACL groups."""
+    check_shards(access.engine, contract)
     read = read_source(contract, shard, access)
     result = apply_source_read(access.engine, contract, shard, read)
     result.acl_updated = sync_acl(access.engine, contract, shard)
@@ -85,10 +89,51 @@ def shards_with_pending_changes(contract: DataProductContract, access: SourceAcc
     """Shards whose source holds changes not yet applied; it reads and never writes, so a
     schedule can ask on every tick and launch runs only where there is work."""
     return [
-        shard
-        for shard in range(settings.SHARD_COUNT)
-        if read_source(contract, shard, access).changes
+        shard for shard in range(contract.shards) if read_source(contract, shard, access).changes
     ]
+
+
+@dataclass(frozen=True)
+class SourceLag:
+    """What queries do not see yet, counted from the source's side: changes waiting in the
+    source, and documents read in but not (or not rightly) in the live index."""
+
+    waiting_changes: int
+    unindexed_documents: int
+    oldest_change: datetime | None
+    shards: tuple[int, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        return self.waiting_changes == 0 and self.unindexed_documents == 0
+
+
+def source_lag(
+    contract: DataProductContract,
+    access: SourceAccess,
+    waiting: Sequence[tuple[int, datetime | None]] | None = None,
+) -> SourceLag:
+    """The product's lag; `waiting` (shard, changed at) replaces reading the source, for a
+    landing zone whose waiting objects its sensor tracks."""
+    if waiting is None:
+        waiting = [
+            (shard, change.source_updated_at)
+            for shard in range(contract.shards)
+            for change in read_source(contract, shard, access).changes
+        ]
+    shards = {shard for shard, _ in waiting}
+    unindexed = 0
+    oldest = min((at for _, at in waiting if at), default=None)
+    for shard in range(contract.shards):
+        health = index_health(access.engine, contract.name, shard)
+        if health is not None and health.consistent:
+            continue
+        # Never built (no live version) or not matching: something is not served yet.
+        unindexed += max(health.missing_documents, 1) if health else 1
+        shards.add(shard)
+        if health and health.oldest_unindexed_change:
+            oldest = min(filter(None, [oldest, health.oldest_unindexed_change]))
+    return SourceLag(len(waiting), unindexed, oldest, tuple(sorted(shards)))
 
 
 def pending_landed_objects(
@@ -109,8 +154,7 @@ def pending_landed_objects(
     bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
     listing = list(list_landed_objects(access.s3, bucket, prefix, page_size))
     ledgers = [
-        applied_objects(access.engine, contract.name, shard)
-        for shard in range(settings.SHARD_COUNT)
+        applied_objects(access.engine, contract.name, shard) for shard in range(contract.shards)
     ]
     fresh = unseen(listing, cursor)
     settled = [o for o in fresh if all((o.key, o.etag) in ledger for ledger in ledgers)]
@@ -133,5 +177,5 @@ def build_product(
             refresh_chunk_set(contract, shard, access),
             refresh_index(access.engine, contract, shard, embedders),
         )
-        for shard in range(settings.SHARD_COUNT)
+        for shard in range(contract.shards)
     ]

@@ -16,13 +16,17 @@ from sqlalchemy import Engine, create_engine, text
 
 from mesh_rag_pipelines.connections import s3_client
 from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
-from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
+from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, contract_files
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.pipeline import SourceAccess
 from mesh_rag_pipelines.samples import ensure_bucket
 from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
 from mesh_rag_pipelines.services.local_s3 import ensure_local_s3, stop_local_s3
 from mesh_rag_pipelines.store.database import engine_for, psycopg2_url
+from mesh_rag_pipelines_tests.helpers import shipped_contract
+
+# The tests start their own services and name them; the local profile covers the rest.
+os.environ.setdefault("MESH_RAG_PROFILE", "local")
 
 
 @pytest.fixture(scope="session")
@@ -103,13 +107,17 @@ def minilm() -> Embedder:
 
 @pytest.fixture
 def products_dir(tmp_path: Path, s3_endpoint: str) -> Path:
-    """A private copy of the shipped products (contracts and sample data), with a bucket of
-    its own, so that a test can edit documents and rows without touching the repository."""
+    """A private copy of the shipped products, as plain contract files (`<name>.yaml`) beside
+    copies of their sample data, with a bucket of its own, so that a test can edit contracts,
+    documents and rows without touching the repository."""
     target = tmp_path / "products"
-    shutil.copytree(PRODUCTS_DIR, target, ignore=shutil.ignore_patterns("*.md~"))
+    target.mkdir()
     bucket = f"landing-{uuid.uuid4().hex[:10]}"
-    for path in target.glob("*.yaml"):
-        path.write_text(path.read_text().replace("bucket: northwind-landing", f"bucket: {bucket}"))
+    for path in contract_files(PRODUCTS_DIR):
+        name = path.parent.name
+        text = shipped_contract(name, tmp_path / "sample_data" / name)
+        text = text.replace("bucket: northwind-landing", f"bucket: {bucket}")
+        (target / f"{name}.yaml").write_text(text)
     ensure_bucket(s3_client(s3_endpoint), bucket)
     return target
 

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, load_contract
+from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, contract_text, find_contract
+from mesh_rag_pipelines.contracts.model import shard_of as _shard_of
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.settings import DEFAULT_SHARDS
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
 
 IndexSnapshot = dict[tuple[str, int], tuple[int, str, str, tuple[str, ...], np.ndarray]]
+
+
+def shard_of(doc_id: str) -> int:
+    """A document's shard in a shipped product (none of them sets `shards`)."""
+    return _shard_of(doc_id, DEFAULT_SHARDS)
 
 
 def index_rows(engine: Engine, product: str, version_id: str | None = None) -> IndexSnapshot:
@@ -66,3 +75,10 @@ def edited(products_dir: Path, name: str, old: str, new: str) -> DataProductCont
     assert old in source, old
     path.write_text(source.replace(old, new, 1))
     return load_contract(path)
+
+
+def shipped_contract(name: str, data: Path) -> str:
+    """A shipped product's contract as a plain file's text, its sample data at `data`."""
+    path = find_contract(PRODUCTS_DIR, name)
+    shutil.copytree(path.parent / "sample_data", data)
+    return contract_text(path).replace(": sample_data", f": {data}")

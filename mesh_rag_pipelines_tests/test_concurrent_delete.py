@@ -19,12 +19,12 @@ from sqlalchemy import Connection, Engine, text
 from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.sources.batch import SourceRead
-from mesh_rag_pipelines.sources.documents import DocumentChange, shard_of, upsert_from_record
+from mesh_rag_pipelines.sources.documents import DocumentChange, upsert_from_record
 from mesh_rag_pipelines.store import index_writer
 from mesh_rag_pipelines.store.chunk_set import ChunkSetResult, apply_source_read
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_writer import refresh_index
-from mesh_rag_pipelines_tests.helpers import index_rows
+from mesh_rag_pipelines_tests.helpers import index_rows, shard_of
 
 DELETED, KEPT = "TCK-1001", "TCK-1002"  # both in shard 2
 SHARD = 2

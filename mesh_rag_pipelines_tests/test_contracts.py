@@ -11,11 +11,15 @@ from mesh_rag_pipelines.contracts import (
     load_contract,
     load_contracts,
 )
-from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
+from mesh_rag_pipelines_tests.helpers import shipped_contract
+
+
+def _shipped(tmp_path: Path) -> dict:
+    return yaml.safe_load(shipped_contract("hr_policies", tmp_path / "sample_data"))
 
 
 def _write_variant(tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
-    raw = yaml.safe_load((PRODUCTS_DIR / "hr_policies.yaml").read_text())
+    raw = _shipped(tmp_path)
     edit(raw)
     path = tmp_path / "hr_policies.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -135,8 +139,7 @@ def test_a_huge_duration_names_its_field(tmp_path: Path) -> None:
 
 
 def test_yml_files_are_contracts_too(tmp_path: Path) -> None:
-    raw = yaml.safe_load((PRODUCTS_DIR / "hr_policies.yaml").read_text())
-    raw["source"]["path"] = str(PRODUCTS_DIR / "sample_data" / "hr_policies")
+    raw = _shipped(tmp_path)
     (tmp_path / "hr_policies.yml").write_text(yaml.safe_dump(raw))
     assert [c.name for c in load_contracts(tmp_path)] == ["hr_policies"]
 
@@ -147,7 +150,7 @@ def test_every_bad_contract_is_reported_at_once(tmp_path: Path) -> None:
         "travel": lambda raw: raw["chunking"].update(overlap_words=500),
         "leave": lambda raw: raw["freshness"].update(sla="soon", poll_cron="* *"),
     }.items():
-        raw = yaml.safe_load((PRODUCTS_DIR / "hr_policies.yaml").read_text())
+        raw = yaml.safe_load(shipped_contract("hr_policies", tmp_path / f"data_{name}"))
         raw["name"] = name
         edit(raw)
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))

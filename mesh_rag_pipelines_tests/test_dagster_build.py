@@ -1,4 +1,4 @@
-"""The generated Dagster job builds every product, shard by shard, with its checks passing."""
+"""Each product's generated sync job builds it, shard by shard, with its checks passing."""
 
 from __future__ import annotations
 
@@ -10,15 +10,28 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.definitions import defs
-from mesh_rag_pipelines.defs.jobs import BUILD_ALL
+from mesh_rag_pipelines.defs.jobs import sync_job_name
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.health import index_health
 
 
-def _run_every_shard(instance: dg.DagsterInstance) -> dict[str, int]:
-    """texts_embedded per product over one run per shard."""
-    job = defs().resolve_job_def(BUILD_ALL)
+def _run_every_shard(
+    instance: dg.DagsterInstance, contracts: dict[str, DataProductContract]
+) -> dict[str, int]:
+    """texts_embedded per product over one run per shard of each product."""
+    definitions = defs()
+    embedded: dict[str, int] = {}
+    for contract in contracts.values():
+        embedded.update(_run_product(definitions, contract, instance))
+    return embedded
+
+
+def _run_product(
+    definitions: dg.Definitions, contract: DataProductContract, instance: dg.DagsterInstance
+) -> dict[str, int]:
+    job = definitions.resolve_job_def(sync_job_name(contract))
     keys = job.partitions_def.get_partition_keys()  # type: ignore[union-attr]
+    assert len(keys) == contract.shards
     embedded: dict[str, int] = {}
     for key in keys:
         result = job.execute_in_process(partition_key=key, instance=instance)
@@ -36,7 +49,7 @@ def _run_every_shard(instance: dg.DagsterInstance) -> dict[str, int]:
     return embedded
 
 
-def test_build_all_products_job_builds_every_shard_and_reruns_as_a_no_op(
+def test_sync_jobs_build_every_shard_and_rerun_as_a_no_op(
     monkeypatch: pytest.MonkeyPatch,
     database_url: str,
     engine: Engine,
@@ -51,10 +64,10 @@ def test_build_all_products_job_builds_every_shard_and_reruns_as_a_no_op(
     seed_sources(list(contracts.values()), engine, s3)
     instance = dg.DagsterInstance.ephemeral()
 
-    first = _run_every_shard(instance)
+    first = _run_every_shard(instance, contracts)
     assert set(first) == set(contracts) and all(count > 50 for count in first.values())
     for contract in contracts.values():
         health = index_health(engine, contract.name)
         assert health is not None and health.consistent and health.rows == health.expected_rows
 
-    assert _run_every_shard(instance) == dict.fromkeys(contracts, 0)
+    assert _run_every_shard(instance, contracts) == dict.fromkeys(contracts, 0)

@@ -47,7 +47,7 @@ from mesh_rag_pipelines.contracts import (
 )
 from mesh_rag_pipelines.releases import ReleaseError, retire, rollback, swap
 from mesh_rag_pipelines.sources.batch import SourceRead
-from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum, shard_of
+from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum
 from mesh_rag_pipelines.store.chunk_set import apply_source_read
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import (
@@ -59,10 +59,10 @@ from mesh_rag_pipelines.store.index_versions import (
 from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines.store.schema import DocumentState, IndexVersion, index_table
 from mesh_rag_pipelines_tests.hashing_embedder import HashingEmbedder
-from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, index_rows
+from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, index_rows, shard_of
 
 SEQUENCES = 200
-SHARDS = list(range(settings.SHARD_COUNT))
+SHARDS = list(range(settings.DEFAULT_SHARDS))
 WORKERS = 2
 DIMENSIONS = 16
 # Two documents in each of the four shards.

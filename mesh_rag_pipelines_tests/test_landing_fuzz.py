@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from mesh_rag_pipelines import settings as mesh_settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.loader import load_contract
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
@@ -157,7 +156,7 @@ def _check(
     body = b"\n".join(lines) + b"\n"
     s3.put_object(Bucket=contract.source.bucket, Key=f"{contract.source.prefix}0001", Body=body)
     embedder = HashingEmbedder(f"test-double:{contract.name}", contract.embedding.dimensions)
-    for shard in range(mesh_settings.SHARD_COUNT):
+    for shard in range(contract.shards):
         refresh_chunk_set(contract, shard, access)
         refresh_index(engine, contract, shard, embedder)
 

@@ -17,7 +17,7 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.automation import LANDING_OBJECTS_TAG, landing_sensor
 from mesh_rag_pipelines.defs.resources import IndexStore, LandingZone
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
-from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD, shard_of
+from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD
 from mesh_rag_pipelines.sources.landing_cursor import (
     LandingCursor,
     new_objects,
@@ -158,7 +158,8 @@ def test_an_object_touches_its_events_shards_and_with_bad_lines_the_quarantine_s
     empty = _put(s3, contract, "empty.jsonl", [])
     landed = _listing(s3, contract)
     touched = shards_touched(contract, s3, [landed[mixed], landed[bad], landed[empty]])
-    expected: dict[int, list[str]] = {shard: [] for shard in sorted({shard_of(i) for i in ids})}
+    shards = sorted({contract.shard_of(i) for i in ids})
+    expected: dict[int, list[str]] = {shard: [] for shard in shards}
     for shard in expected:
         expected[shard].append(mixed)
     quarantine = expected.setdefault(QUARANTINE_SHARD, [])
@@ -214,7 +215,7 @@ def test_sensor_requests_each_object_once_per_touched_shard_across_ticks_and_pag
         for n in range(first, first + count):
             ids = [f"T-{n}-{m}" for m in range(1 + n % 3)]
             keys.append(_put(s3, contract, f"batch/{n:03d}.jsonl", [_event(i) for i in ids]))
-            touched[keys[-1]] = {shard_of(i) for i in ids}
+            touched[keys[-1]] = {contract.shard_of(i) for i in ids}
         return keys
 
     batches: list[list[str]] = []
@@ -265,7 +266,7 @@ def test_sensor_skips_shards_that_already_applied_an_object(
     contract = contracts["support_tickets"]
     ids = [f"T-{n}" for n in range(12)]
     key = _put(s3, contract, "many.jsonl", [_event(i) for i in ids])
-    shards = sorted({shard_of(i) for i in ids})
+    shards = sorted({contract.shard_of(i) for i in ids})
     assert len(shards) > 1
     applied = shards[0]
     refresh_chunk_set(contract, applied, SourceAccess(engine, s3))

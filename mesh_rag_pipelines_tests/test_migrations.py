@@ -95,6 +95,8 @@ def test_a_baseline_store_is_upgraded_keeping_every_row_and_its_index_versions(
 
     with old.connect() as conn:
         assert store_revision(conn) == head_revision()
+        layout = conn.execute(text(f"SELECT product, shards FROM {SCHEMA}.product_layout"))
+        assert layout.all() == [("support_tickets", 4)]  # the earlier releases' fixed count
     assert _counts(old) == counts
     version = get_version(old, index_version_id(tickets))
     assert version is not None and version.status == "live" and version.index_built_at

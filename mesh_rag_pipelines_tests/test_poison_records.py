@@ -19,9 +19,10 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
 from mesh_rag_pipelines.sources.batch import SourceRead
-from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum, shard_of
+from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum
 from mesh_rag_pipelines.store.chunk_set import apply_source_read
 from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines_tests.helpers import shard_of
 from mesh_rag_pipelines_tests.landing import (
     contract_variant,
     debezium_event,
@@ -34,7 +35,7 @@ from mesh_rag_pipelines_tests.landing import (
     ticket,
 )
 
-SHARDS = range(settings.SHARD_COUNT)
+SHARDS = range(settings.DEFAULT_SHARDS)
 # Two tickets of the same shard: a poison record of one must not stall the other.
 NEIGHBOUR, POISONED = "TCK-4001", "TCK-4004"
 assert shard_of(NEIGHBOUR) == shard_of(POISONED)

@@ -82,7 +82,7 @@ def test_a_run_over_the_violation_limit_stops_before_the_index(
     s3: Any,
 ) -> None:
     from mesh_rag_pipelines.definitions import defs
-    from mesh_rag_pipelines.sources.documents import shard_of
+    from mesh_rag_pipelines_tests.helpers import shard_of
 
     shard = shard_of("TCK-5201")
     bad = [ticket(f"TCK-52{n:02d}", 1, "Hi", "Help!") for n in range(1, 40)]
@@ -144,7 +144,7 @@ def test_a_retyped_column_and_unexpected_event_fields_are_reported(
         "TCK-5301", 1, "Boots", "The boots run a size small.", channel="chat", sla_tier="gold"
     )
     land(s3, tickets, "0001", [project_event("upsert", drifted)])
-    from mesh_rag_pipelines.sources.documents import shard_of
+    from mesh_rag_pipelines_tests.helpers import shard_of
 
     result = refresh_chunk_set(tickets, shard_of("TCK-5301"), access)
     assert result.unexpected_fields == {"channel": 1, "sla_tier": 1}

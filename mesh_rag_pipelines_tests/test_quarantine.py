@@ -34,7 +34,7 @@ from mesh_rag_pipelines_tests.landing import (
     ticket,
 )
 
-SHARDS = range(settings.SHARD_COUNT)
+SHARDS = range(settings.DEFAULT_SHARDS)
 GOOD = ticket("TCK-3001", 1, "Stove pump leaks", "Fuel seeps from the pump of my Emberline stove.")
 ALSO_GOOD = ticket("TCK-3002", 2, "Tent pole cracked", "A pole section of my Basin 4 cracked.")
 NO_ID = {**GOOD, "ticket_id": None}

@@ -1,11 +1,14 @@
 """Load contracts from YAML files, failing with the file, the field and what is wrong.
 
-Every problem of every file is reported at once: a team fixing its contract sees the whole list,
-and one file's problems never hide another's.
+A contract is either a Dagster component file, `<domain>/<product>/defs.yaml` whose
+`attributes:` are the contract (how the shipped products are laid out, one folder per domain),
+or a plain `<product>.yaml` file. Every problem of every file is reported at once: a team fixing
+its contract sees the whole list, and one file's problems never hide another's.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from mesh_rag_pipelines.contracts.model import DataProductContract, FieldProblem
 
 PRODUCTS_DIR = Path(__file__).resolve().parent.parent / "products"
 CONTRACT_PATTERNS = ("*.yaml", "*.yml")
+COMPONENT_FILE = "defs.yaml"
+COMPONENT_TYPE = "mesh_rag_pipelines.components.DataProduct"
 
 
 class ContractError(ValueError):
@@ -64,35 +69,77 @@ def _problems(path: Path, exc: ValidationError) -> list[ContractError]:
     return found
 
 
-def _contract_or_problems(path: Path) -> DataProductContract | list[ContractError]:
+def _contract_or_problems(
+    path: Path, root: Path | None = None
+) -> DataProductContract | list[ContractError] | None:
+    """The contract in `path`, its problems, or None for a component file of another type."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         return [ContractError(path, "<yaml>", f"not valid YAML: {exc}")]
+    component = path.name == COMPONENT_FILE
+    if component and isinstance(raw, dict):
+        if raw.get("type") != COMPONENT_TYPE:
+            return None
+        raw = raw.get("attributes")
     if not isinstance(raw, dict):
         return [ContractError(path, "<root>", "must be a mapping of contract fields")]
     try:
         contract = DataProductContract.model_validate(raw)
     except ValidationError as exc:
         return _problems(path, exc)
-    if contract.name != path.stem:
+    expected = path.parent.name if component else path.stem
+    if contract.name != expected:
+        where = "folder" if component else "file"
         return [
-            ContractError(path, "name", f"{contract.name!r} must equal the file name {path.stem!r}")
+            ContractError(
+                path, "name", f"{contract.name!r} must equal the {where} name {expected!r}"
+            )
         ]
+    if component and root is not None and len(path.relative_to(root).parts) == 3:
+        domain = path.parent.parent.name
+        if contract.domain != domain:
+            problem = f"{contract.domain!r} must equal the domain folder {domain!r}"
+            return [ContractError(path, "domain", problem)]
     contract._origin = path.resolve()
     return contract
+
+
+def contract_text(path: Path) -> str:
+    """The contract's YAML as its team wrote it (a component file's attributes, dedented)."""
+    text = path.read_text()
+    if path.name != COMPONENT_FILE:
+        return text
+    return textwrap.dedent(text.split("\nattributes:\n", 1)[1])
+
+
+def find_contract(directory: Path, name: str) -> Path:
+    """The file holding product `name`'s contract in `directory`."""
+    for path in contract_files(directory):
+        if (path.parent.name if path.name == COMPONENT_FILE else path.stem) == name:
+            return path
+    raise FileNotFoundError(f"no contract for product {name!r} in {directory}")
 
 
 def load_contract(path: Path) -> DataProductContract:
     """One contract; its first problem is raised as a ContractError."""
     loaded = _contract_or_problems(path)
+    if loaded is None:
+        raise ContractError(path, "type", f"not a data product component ({COMPONENT_TYPE})")
     if isinstance(loaded, list):
         raise loaded[0]
     return loaded
 
 
 def contract_files(directory: Path) -> list[Path]:
-    return sorted(path for pattern in CONTRACT_PATTERNS for path in directory.glob(pattern))
+    """Plain contract files in `directory`, and component files at any depth below it."""
+    plain = [
+        path
+        for pattern in CONTRACT_PATTERNS
+        for path in directory.glob(pattern)
+        if path.name != COMPONENT_FILE
+    ]
+    return sorted([*plain, *directory.rglob(COMPONENT_FILE)])
 
 
 def check_contracts(
@@ -102,8 +149,11 @@ def check_contracts(
     contracts: list[DataProductContract] = []
     problems: list[ContractError] = []
     seen: dict[str, Path] = {}
-    for path in contract_files(directory or PRODUCTS_DIR):
-        loaded = _contract_or_problems(path)
+    root = directory or PRODUCTS_DIR
+    for path in contract_files(root):
+        loaded = _contract_or_problems(path, root)
+        if loaded is None:
+            continue
         if isinstance(loaded, list):
             problems += loaded
         elif loaded.name in seen:

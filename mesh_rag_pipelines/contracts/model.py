@@ -6,6 +6,7 @@ before any asset exists: a typo must fail at load time, not in the middle of a b
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Annotated, Literal
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from mesh_rag_pipelines.settings import DEFAULT_SHARDS
 
 _NAME = r"^[a-z][a-z0-9_]{1,62}$"
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
@@ -289,6 +292,11 @@ class GoldenQuery(_Strict):
     expected_document_ids: list[str] = Field(min_length=1)
 
 
+def shard_of(doc_id: str, shards: int) -> int:
+    """A document's hash shard: stable across processes and releases (unlike hash())."""
+    return int.from_bytes(hashlib.sha1(doc_id.encode()).digest()[:4], "big") % shards
+
+
 class DataProductContract(_Strict):
     name: str = Field(pattern=_NAME)
     domain: str = Field(pattern=_NAME)
@@ -296,6 +304,8 @@ class DataProductContract(_Strict):
     description: str = Field(min_length=10)
     document_type: str
     tags: list[str] = []
+    # Static hash shards of the document id: independent runs of a backfill, one per worker.
+    shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=1024)
     source: SourceSpec
     record_schema: SchemaSpec = Field(alias="schema")
     acl_groups: list[Annotated[str, Field(pattern=GROUP_PATTERN)]] = Field(min_length=1)
@@ -311,6 +321,10 @@ class DataProductContract(_Strict):
     release: ReleaseSpec = ReleaseSpec()
     golden_queries: list[GoldenQuery] = []
     _origin: Path | None = PrivateAttr(default=None)
+
+    def shard_of(self, doc_id: str) -> int:
+        """The shard a document belongs to: stable across processes and releases."""
+        return shard_of(doc_id, self.shards)
 
     def resolve_path(self, relative: str) -> Path:
         """Paths in a contract are relative to the folder of its YAML file."""

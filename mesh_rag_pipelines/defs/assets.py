@@ -2,14 +2,18 @@
 
 import time
 from dataclasses import asdict
+from typing import Any
 
 import dagster as dg
 from sqlalchemy.dialects import postgresql
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.partitions import SHARDS, shard_number
+from mesh_rag_pipelines.defs.partitions import shard_number, shard_partitions
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
+from mesh_rag_pipelines.embedding.local_model import model_load_seconds
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
+from mesh_rag_pipelines.store.health import index_rows
 from mesh_rag_pipelines.store.index_versions import index_version_id, live_versions
 from mesh_rag_pipelines.store.index_writer import IndexResult, refresh_index
 from mesh_rag_pipelines.store.schema import index_table
@@ -49,6 +53,12 @@ def common_attributes(contract: DataProductContract) -> dict:
     }
 
 
+def automation_condition(contract: DataProductContract) -> dg.AutomationCondition | None:
+    """Polled sources: materialize a shard when its observed data version changes. A landing
+    zone's sensor requests its runs itself (see automation.py)."""
+    return None if contract.source.kind == "s3_landing" else dg.AutomationCondition.eager()
+
+
 def source_spec(contract: DataProductContract) -> dg.AssetSpec:
     where = (
         contract.source.table
@@ -57,7 +67,11 @@ def source_spec(contract: DataProductContract) -> dg.AssetSpec:
     )
     return dg.AssetSpec(
         key=source_key(contract),
-        description=f"{contract.description.strip()}\n\nSource ({contract.source.kind}): {where}",
+        description=(
+            f"{contract.description.strip()}\n\nSource ({contract.source.kind}): {where}. "
+            "Each shard is recorded by the product's sensor when its data version changes."
+        ),
+        partitions_def=shard_partitions(contract),
         kinds={_SOURCE_KINDS[contract.source.kind]},
         metadata={
             "source_kind": contract.source.kind,
@@ -72,13 +86,14 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     @dg.asset(
         key=chunks_key(contract),
         deps=[source_key(contract)],
-        partitions_def=SHARDS,
+        partitions_def=shard_partitions(contract),
         kinds={"python", "postgres"},
         description=(
             f"Document state and chunk set of {contract.name} "
             f"(chunker {contract.chunking.identity}); changed documents only."
         ),
         code_version=contract.chunking.identity,
+        automation_condition=automation_condition(contract),
         check_specs=[
             dg.AssetCheckSpec(
                 "quality_within_limits",
@@ -102,12 +117,13 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         shard = shard_number(context.partition_key)
         started = time.perf_counter()
-        s3 = landing_zone.client() if contract.source.kind == "s3_landing" else None
+        s3 = landing_zone.get_client() if contract.source.kind == "s3_landing" else None
         result = refresh_chunk_set(contract, shard, SourceAccess(index_store.engine, s3))
+        context.log.info(_chunks_summary(contract, shard, result))
         if result.quarantined:
             context.log.warning(
                 f"{contract.name} shard {shard}: {result.quarantined} records quarantined; "
-                "see table mesh_rag.quarantine"
+                "list them with `mesh-rag quarantine list`"
             )
         drift = [
             f"unexpected field {name!r} in {n} records"
@@ -120,7 +136,7 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         metadata = {k: v for k, v in asdict(result).items() if k not in _DRIFT}
         return dg.MaterializeResult(
             metadata={
-                **metadata,
+                **_rounded(metadata),
                 "schema_drift": "; ".join(drift) or "none",
                 "chunker": contract.chunking.identity,
                 "seconds": round(time.perf_counter() - started, 3),
@@ -148,11 +164,17 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     return _chunks
 
 
+def embedding_pool(contract: DataProductContract) -> str | None:
+    """Runs that call an embedding API share its rate limit through one Dagster pool (its slots:
+    `concurrency.pools` in the instance settings); a local model runs on the worker's own CPU."""
+    return "openai_embeddings" if contract.embedding.provider == "openai" else None
+
+
 def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     @dg.asset(
         key=embeddings_key(contract),
         deps=[chunks_key(contract)],
-        partitions_def=SHARDS,
+        partitions_def=shard_partitions(contract),
         kinds={"pgvector", "postgres"},
         description=(
             f"Embedding index of {contract.name}: model {contract.embedding.model}, "
@@ -160,6 +182,8 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
             "HNSW; every row carries its provenance."
         ),
         code_version=index_version_id(contract),
+        automation_condition=automation_condition(contract),
+        pool=embedding_pool(contract),
         **common_attributes(contract),
     )
     def _embeddings(
@@ -169,18 +193,25 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         shard = shard_number(context.partition_key)
         started = time.perf_counter()
+        loading_before = model_load_seconds()
         result = refresh_index(index_store.engine, contract, shard, embedding_models.for_spec)
+        loading = model_load_seconds() - loading_before
+        context.log.info(_index_summary(contract, shard, result, loading))
         metadata = {k: v for k, v in asdict(result).items() if k not in _PER_VERSION}
         oldest = result.oldest_pending_change
         lag = time.time() - oldest.timestamp() if oldest else 0.0
         live = live_versions(index_store.engine, [contract.name])
+        table = live[0].table_name if live else None
         return dg.MaterializeResult(
             metadata={
-                **metadata,
+                **_rounded(metadata),
+                "model_loaded": loading > 0,
+                "model_load_seconds": round(loading, 3),
                 "versions": dg.MetadataValue.md(_versions_table(result)),
                 "oldest_change_wait_seconds": round(lag, 3),
                 "seconds": round(time.perf_counter() - started, 3),
-                "dagster/table_name": f"mesh_rag.{live[0].table_name}" if live else "",
+                "dagster/row_count": index_rows(index_store.engine, table, shard) if table else 0,
+                "dagster/table_name": f"mesh_rag.{table}" if table else "",
                 "dagster/column_schema": _index_columns(),
             }
         )
@@ -189,6 +220,32 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
 
 
 _DRIFT = {"unexpected_fields", "schema_changes"}
+
+
+def _rounded(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Durations to the millisecond: more digits are noise in the UI."""
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in metadata.items()}
+
+
+def _chunks_summary(contract: DataProductContract, shard: int, result: ChunkSetResult) -> str:
+    return (
+        f"{contract.name} shard {shard:02d}: {result.documents_changed} documents changed, "
+        f"{result.documents_deleted} deleted, {result.documents_unchanged} unchanged; "
+        f"{result.chunks_written} chunks written, {result.chunks_removed} removed"
+    )
+
+
+def _index_summary(
+    contract: DataProductContract, shard: int, result: IndexResult, loading: float
+) -> str:
+    model = f"model loaded in {loading:.1f} s" if loading else "no model loaded"
+    return (
+        f"{contract.name} shard {shard:02d}: {result.documents_indexed} documents indexed, "
+        f"{result.documents_removed} removed; {result.texts_embedded} texts embedded, "
+        f"{result.cache_hits} cache hits; {model}"
+    )
+
+
 _PER_VERSION = {"index_version", "table_name", "index_built", "versions", "oldest_pending_change"}
 
 

@@ -1,17 +1,17 @@
-"""Asset checks beside each embedding index: the invariant, freshness, golden queries."""
+"""Asset checks of a shard's run: the invariant and the quarantine, judged for the shard the
+run materialized (other shards may be mid-run). The product-wide verdict (the whole index,
+golden queries) belongs to the release asset, once every shard is in."""
 
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key
 from mesh_rag_pipelines.defs.partitions import shard_number
-from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
-from mesh_rag_pipelines.retrieval import Caller, search
-from mesh_rag_pipelines.store.health import index_health
-from mesh_rag_pipelines.store.index_versions import live_versions
+from mesh_rag_pipelines.defs.resources import IndexStore
+from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD
+from mesh_rag_pipelines.store.health import IndexHealth, index_health
 from mesh_rag_pipelines.store.quarantine import quarantined_records
 
-GOLDEN_K = 5
 QUARANTINE_SHOWN = 20
 
 
@@ -33,34 +33,7 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
         # Judge only what this run materialized: other shards may be mid-run or not yet built.
         shard = shard_number(context.partition_key) if context.has_partition_key else None
         health = index_health(index_store.engine, contract.name, shard=shard)
-        if health is None:
-            return dg.AssetCheckResult(passed=False, metadata={"reason": "no live index version"})
-        return dg.AssetCheckResult(
-            passed=health.ghost_rows == 0 and health.rows == health.expected_rows,
-            metadata={
-                "shard": context.partition_key if shard is not None else "all",
-                "live_documents": health.live_documents,
-                "ghost_rows": health.ghost_rows,
-                "rows": health.rows,
-                "expected_rows": health.expected_rows,
-                "documents_awaiting_index": health.missing_documents,
-            },
-        )
-
-    sla = contract.freshness.sla_timedelta
-
-    @dg.asset_check(
-        asset=key,
-        name="freshness_within_sla",
-        description=f"Oldest change not yet queryable is younger than {contract.freshness.sla}.",
-    )
-    def freshness_within_sla(index_store: IndexStore) -> dg.AssetCheckResult:
-        health = index_health(index_store.engine, contract.name)
-        lag = health.lag_seconds() if health else float("inf")
-        return dg.AssetCheckResult(
-            passed=lag <= sla.total_seconds(),
-            metadata={"lag_seconds": round(lag, 1), "sla_seconds": sla.total_seconds()},
-        )
+        return health_verdict(health, context.partition_key if shard is not None else "all")
 
     @dg.asset_check(
         asset=chunks_key(contract),
@@ -70,8 +43,13 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
             "reason (re-drive them with `mesh-rag quarantine redrive` once fixed)."
         ),
     )
-    def no_quarantined_records(index_store: IndexStore) -> dg.AssetCheckResult:
+    def no_quarantined_records(
+        context: dg.AssetCheckExecutionContext, index_store: IndexStore
+    ) -> dg.AssetCheckResult:
         records = quarantined_records(index_store.engine, [contract.name])
+        if context.has_partition_key:
+            shard = shard_number(context.partition_key)
+            records = [r for r in records if _shard_of_record(contract, r.doc_id) == shard]
         rows = [
             f"| {r.source_ref} | {r.record_ref} | {r.field or ''} | {r.reason} |"
             for r in records[:QUARANTINE_SHOWN]
@@ -83,40 +61,25 @@ def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefiniti
             metadata={"quarantined": len(records), "records": dg.MetadataValue.md(table)},
         )
 
-    checks = [index_matches_source, freshness_within_sla, no_quarantined_records]
-    if contract.golden_queries:
+    return [index_matches_source, no_quarantined_records]
 
-        @dg.asset_check(
-            asset=key,
-            name="golden_queries",
-            description=f"Each golden query finds its document in the top {GOLDEN_K}.",
-        )
-        def golden_queries(
-            index_store: IndexStore, embedding_models: EmbeddingModels
-        ) -> dg.AssetCheckResult:
-            embedders = {
-                version.model_id: embedding_models.for_spec(version.embedding_spec)
-                for version in live_versions(index_store.engine, [contract.name])
-            }
-            misses = []
-            for golden in contract.golden_queries:
-                hits = search(
-                    index_store.engine,
-                    [contract],
-                    golden.query,
-                    Caller.of_product(contract),
-                    k=GOLDEN_K,
-                    unit="documents",
-                    embedders=embedders,
-                )
-                if not {h.doc_id for h in hits} & set(golden.expected_document_ids):
-                    misses.append(golden.query)
-            total = len(contract.golden_queries)
-            return dg.AssetCheckResult(
-                passed=not misses,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"hit_rate": (total - len(misses)) / total, "misses": "; ".join(misses)},
-            )
 
-        checks.append(golden_queries)
-    return checks
+def health_verdict(health: IndexHealth | None, scope: str) -> dg.AssetCheckResult:
+    """The invariant over `scope` (a shard, or "all"): no ghost rows, one row per chunk."""
+    if health is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "no live index version"})
+    return dg.AssetCheckResult(
+        passed=health.ghost_rows == 0 and health.rows == health.expected_rows,
+        metadata={
+            "shard": scope,
+            "live_documents": health.live_documents,
+            "ghost_rows": health.ghost_rows,
+            "rows": health.rows,
+            "expected_rows": health.expected_rows,
+            "documents_awaiting_index": health.missing_documents,
+        },
+    )
+
+
+def _shard_of_record(contract: DataProductContract, doc_id: str | None) -> int:
+    return contract.shard_of(doc_id) if doc_id else QUARANTINE_SHARD

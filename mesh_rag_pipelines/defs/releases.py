@@ -10,6 +10,7 @@ import dagster as dg
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.defs.assets import common_attributes, embeddings_key
+from mesh_rag_pipelines.defs.checks import health_verdict
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.releases import (
     drop_retired,
@@ -19,7 +20,25 @@ from mesh_rag_pipelines.releases import (
     validate_version,
 )
 from mesh_rag_pipelines.releases.status import candidate_of, release_status
-from mesh_rag_pipelines.store.index_versions import get_version, index_version_id
+from mesh_rag_pipelines.retrieval import Caller, search
+from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines.store.index_versions import get_version, index_version_id, live_versions
+
+GOLDEN_K = 5
+# The product-wide verdict (this asset and its checks) follows a sync or a backfill once no
+# shard is in progress, at most once per window of this schedule: a landing zone syncs every
+# few seconds, and each verdict embeds the golden queries.
+VERDICT_WINDOW_CRON = "*/15 * * * *"
+VERDICT_CONDITION = (
+    dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated()
+    ).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & ~dg.AutomationCondition.newly_requested().since(
+        dg.AutomationCondition.cron_tick_passed(VERDICT_WINDOW_CRON)
+    )
+).with_label("verdict once every shard is in, at most once per window")
 
 
 def release_key(contract: DataProductContract) -> dg.AssetKey:
@@ -35,9 +54,12 @@ def release_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         key=release_key(contract),
         deps=[embeddings_key(contract)],
         kinds={"pgvector"},
+        automation_condition=VERDICT_CONDITION,
         description=(
-            f"Index releases of {contract.name}: once a candidate version (a new chunker, model "
-            "or index parameters) holds every document, it is validated against the live "
+            f"The product-wide verdict on {contract.name}'s index (every shard against its "
+            "source, golden queries), and its releases: once a candidate version (a new "
+            "chunker, model or index parameters) holds every document, it is validated against "
+            "the live "
             "version; the report is attached here. "
             + ("A candidate that passes goes live." if contract.release.auto_swap else "")
         ),
@@ -83,6 +105,63 @@ def release_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         )
 
     return _release
+
+
+def release_checks(contract: DataProductContract) -> list[dg.AssetChecksDefinition]:
+    """The release gate, the whole index against its source, and the golden queries."""
+    checks = [release_gate(contract), whole_index_check(contract)]
+    if contract.golden_queries:
+        checks.append(golden_queries_check(contract))
+    return checks
+
+
+def whole_index_check(contract: DataProductContract) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=release_key(contract),
+        name="index_matches_source",
+        description="Every shard of the live index: no ghost rows, one row per chunk.",
+    )
+    def _whole(index_store: IndexStore) -> dg.AssetCheckResult:
+        return health_verdict(index_health(index_store.engine, contract.name), "all")
+
+    return _whole
+
+
+def golden_queries_check(contract: DataProductContract) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=release_key(contract),
+        name="golden_queries",
+        description=f"Each golden query finds its document in the top {GOLDEN_K}.",
+    )
+    def _golden(index_store: IndexStore, embedding_models: EmbeddingModels) -> dg.AssetCheckResult:
+        embedders = {
+            version.model_id: embedding_models.for_spec(version.embedding_spec)
+            for version in live_versions(index_store.engine, [contract.name])
+        }
+        misses = []
+        for golden in contract.golden_queries:
+            hits = search(
+                index_store.engine,
+                [contract],
+                golden.query,
+                Caller.of_product(contract),
+                k=GOLDEN_K,
+                unit="documents",
+                embedders=embedders,
+            )
+            if not {h.doc_id for h in hits} & set(golden.expected_document_ids):
+                misses.append(golden.query)
+        total = len(contract.golden_queries)
+        return dg.AssetCheckResult(
+            passed=not misses,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "hit_rate": round((total - len(misses)) / total, 3),
+                "misses": "; ".join(misses),
+            },
+        )
+
+    return _golden
 
 
 def release_gate(contract: DataProductContract) -> dg.AssetChecksDefinition:

@@ -1,20 +1,25 @@
 """Dagster resources: the index store, the S3 landing zone and the embedding models.
 
 Clients are created in `setup_for_execution`, never at import; every setting comes from an
-environment variable (see settings.py), and an unset one selects the embedded default.
+environment variable (see settings.py). Outside the local profile a code location without a
+store fails to load, naming the variable; in it, unset settings select embedded services.
 """
 
 from __future__ import annotations
 
 import os
+from functools import cache
 from typing import Any
+from urllib.parse import urlparse
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
+from dagster_aws.s3.utils import construct_s3_client
 from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.connections import s3_client, store_engine
+from mesh_rag_pipelines.connections import s3_endpoint_url, store_engine
 from mesh_rag_pipelines.contracts import EmbeddingSpec
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 
@@ -40,13 +45,30 @@ class IndexStore(dg.ConfigurableResource):
         return self._engine
 
 
-class LandingZone(dg.ConfigurableResource):
-    """Any S3-compatible endpoint; unset means the local loopback server."""
+class LandingZone(S3Resource):
+    """S3 landing zones through dagster-aws's S3 resource: any S3-compatible endpoint, AWS's own
+    when none is set; in the local profile, the loopback server (which takes any credentials)."""
 
-    endpoint_url: str | None = None
+    max_attempts: int = 5
 
-    def client(self) -> Any:
-        return s3_client(self.endpoint_url)
+    def get_client(self) -> Any:
+        endpoint = self.endpoint_url or s3_endpoint_url()
+        local = endpoint is not None and urlparse(endpoint).hostname in ("127.0.0.1", "localhost")
+        anonymous_local = local and not (self.aws_access_key_id or os.environ.get(_AWS_KEY))
+        return construct_s3_client(
+            max_attempts=self.max_attempts,
+            region_name=self.region_name or os.environ.get("AWS_REGION", "us-east-1"),
+            endpoint_url=endpoint,
+            profile_name=self.profile_name,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            aws_access_key_id="local" if anonymous_local else self.aws_access_key_id,
+            aws_secret_access_key="local" if anonymous_local else self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+        )
+
+
+_AWS_KEY = "AWS_ACCESS_KEY_ID"
 
 
 class EmbeddingModels(dg.ConfigurableResource):
@@ -59,7 +81,24 @@ class EmbeddingModels(dg.ConfigurableResource):
         return embedder_for(spec, api_key=self.openai_api_key, base_url=self.openai_base_url)
 
 
+_SETTINGS = (
+    settings.DATABASE_URL,
+    settings.S3_ENDPOINT_URL,
+    settings.OPENAI_API_KEY,
+    settings.OPENAI_BASE_URL,
+)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources every product uses; the same objects while the settings are the same,
+    so that products built separately (one component each) merge into one code location."""
+    if not settings.local_profile():
+        settings.store_url()
+    return _resources(tuple(bool(os.environ.get(name)) for name in _SETTINGS))
+
+
+@cache
+def _resources(_set: tuple[bool, ...]) -> dict[str, dg.ConfigurableResource]:
     return {
         "index_store": IndexStore(database_url=optional_env(settings.DATABASE_URL)),
         "landing_zone": LandingZone(endpoint_url=optional_env(settings.S3_ENDPOINT_URL)),

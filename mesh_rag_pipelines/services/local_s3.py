@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -37,7 +38,7 @@ def ensure_local_s3(home: Path) -> str:
         url = json.loads(state.read_text())["endpoint_url"]
         if _answers(url):
             return url
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
     log = (home / "s3.log").open("ab")

@@ -11,15 +11,16 @@ from mesh_rag_pipelines.sources.documents import DocumentChange, QuarantineEntry
 class SourceRead:
     """Changes for one shard, plus the progress markers to commit with them.
 
-    `cursors` (named watermarks) and `landed_objects` (landing-zone keys and etags) are written in
-    the same transaction as the changes, so a crash re-reads rather than skips.
+    `cursors` (named watermarks) and `landed_objects` (shard, landing-zone key and etag: objects
+    that shard has nothing left to apply from) are recorded after the changes, so a crash
+    re-reads rather than skips.
     """
 
     changes: list[DocumentChange] = field(default_factory=list)
     unchanged: int = 0
     quarantined: list[QuarantineEntry] = field(default_factory=list)
     cursors: dict[str, str] = field(default_factory=dict)
-    landed_objects: list[tuple[str, str]] = field(default_factory=list)
+    landed_objects: list[tuple[int, str, str]] = field(default_factory=list)
     # How the source's shape moved from what the contract (or the last read) describes.
     schema_changes: list[str] = field(default_factory=list)
 

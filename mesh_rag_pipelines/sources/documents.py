@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import GROUP_PATTERN
 
@@ -99,9 +98,9 @@ class QuarantineEntry:
     quality: bool = False
 
 
-def quarantine_shard(entry: QuarantineEntry) -> int:
+def quarantine_shard(contract: DataProductContract, entry: QuarantineEntry) -> int:
     """The shard whose runs record a quarantined record."""
-    return shard_of(entry.doc_id) if entry.doc_id else QUARANTINE_SHARD
+    return contract.shard_of(entry.doc_id) if entry.doc_id else QUARANTINE_SHARD
 
 
 def quarantine_entry(
@@ -130,11 +129,6 @@ def quarantine_entry(
         doc_id=doc_id,
         quality=quality,
     )
-
-
-def shard_of(doc_id: str, shard_count: int = settings.SHARD_COUNT) -> int:
-    """Stable across processes and releases (unlike hash()): a document never changes shard."""
-    return int.from_bytes(hashlib.sha1(doc_id.encode()).digest()[:4], "big") % shard_count
 
 
 def parse_timestamp(value: Any, field_name: str) -> datetime:

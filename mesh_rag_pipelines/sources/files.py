@@ -17,7 +17,6 @@ from mesh_rag_pipelines.sources.documents import (
     KnownDocument,
     RecordError,
     quarantine_entry,
-    shard_of,
     upsert_from_record,
 )
 
@@ -62,7 +61,7 @@ def read_files(
     seen: set[str] = set()
     for path in sorted(root.rglob(contract.source.pattern)):
         doc_id = path.relative_to(root).with_suffix("").as_posix()
-        if shard_of(doc_id) != shard:
+        if contract.shard_of(doc_id) != shard:
             continue
         seen.add(doc_id)
         try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard, shard_of
+from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard
 from mesh_rag_pipelines.sources.s3_landing import LandedObject, read_object
 
 LOOKBACK = timedelta(minutes=15)
@@ -122,7 +122,9 @@ def shards_touched(
             continue
         parsed = list(parse_change_file(contract, f"s3://{bucket}/{landed.key}", body))
         shards = {
-            shard_of(p.doc_id) if isinstance(p, DocumentChange) else quarantine_shard(p)
+            contract.shard_of(p.doc_id)
+            if isinstance(p, DocumentChange)
+            else quarantine_shard(contract, p)
             for p in parsed
         }
         for shard in sorted(shards):

@@ -20,11 +20,10 @@ from sqlalchemy import ColumnClause, Engine, TableClause, column, inspect, selec
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import (
-    QUARANTINE_SHARD,
     DocumentChange,
     KnownDocument,
     quarantine_entry,
-    shard_of,
+    quarantine_shard,
     upsert_from_record,
     without_fields,
 )
@@ -36,7 +35,7 @@ COLUMN_TYPES = "column_types"
 WATERMARK_LOOKBACK = timedelta(minutes=10)
 
 
-def _source_table(contract: DataProductContract) -> TableClause:
+def source_table(contract: DataProductContract) -> TableClause:
     schema_name, _, name = (contract.source.table or "").rpartition(".")
     return table(name, schema=schema_name or None)
 
@@ -92,7 +91,7 @@ def read_table(
     fields = contract.record_schema
     watermark = cursors.get(WATERMARK)
     types, schema_changes = check_table_schema(contract, engine, cursors.get(COLUMN_TYPES))
-    source = _source_table(contract)
+    source = source_table(contract)
     updated_at: ColumnClause[Any] = column(fields.updated_at_field)
     id_col: ColumnClause[Any] = column(fields.id_field)
     # Only the mapped columns are read: PII columns never leave the source database.
@@ -114,13 +113,13 @@ def read_table(
             except Exception as exc:  # noqa: BLE001 - whatever a row holds, it is quarantined
                 raw = repr(without_fields(record, set(contract.pii_fields)))
                 entry = quarantine_entry(contract, table_name, ref, exc, raw)
-                if (shard_of(entry.doc_id) if entry.doc_id else QUARANTINE_SHARD) == shard:
+                if quarantine_shard(contract, entry) == shard:
                     result.quarantined.append(entry)
                 continue
             stamp = record[fields.updated_at_field]
             stamp_text = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
             newest = max(newest or "", stamp_text)
-            if shard_of(change.doc_id) != shard:
+            if contract.shard_of(change.doc_id) != shard:
                 continue
             previous = known.get(change.doc_id)
             if previous and previous.version == change.version and not previous.deleted:

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard, shard_of
+from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ def read_landing_zone(
     An object rewritten under the same key has a new etag and is read again; replaying events is
     harmless because the version guard drops anything not newer than the stored state. An object
     removed between listing and reading is skipped, not recorded: if it comes back, it is read.
+    The run reads whole objects, so it also settles the shards an object holds nothing for: they
+    are recorded as having applied it, and nothing waits for their runs.
     """
     bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
     result = SourceRead()
@@ -65,11 +67,20 @@ def read_landing_zone(
         if body is None:
             continue
         source_ref = f"s3://{bucket}/{landed.key}"
+        touched = set()
         for parsed in parse_change_file(contract, source_ref, body):
+            owner = (
+                contract.shard_of(parsed.doc_id)
+                if isinstance(parsed, DocumentChange)
+                else quarantine_shard(contract, parsed)
+            )
+            touched.add(owner)
+            if owner != shard:
+                continue
             if isinstance(parsed, DocumentChange):
-                if shard_of(parsed.doc_id) == shard:
-                    result.changes.append(parsed)
-            elif quarantine_shard(parsed) == shard:
+                result.changes.append(parsed)
+            else:
                 result.quarantined.append(parsed)
-        result.landed_objects.append((landed.key, landed.etag))
+        settled = [s for s in range(contract.shards) if s == shard or s not in touched]
+        result.landed_objects += [(s, landed.key, landed.etag) for s in settled]
     return result

@@ -28,7 +28,6 @@ from mesh_rag_pipelines.sources.documents import (
     QuarantineEntry,
     RecordError,
     quarantine_entry,
-    shard_of,
 )
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.locks import lock_documents
@@ -240,7 +239,7 @@ def _state_row(contract: DataProductContract, change: DocumentChange, deleted: b
     return {
         "product": contract.name,
         "doc_id": change.doc_id,
-        "shard": shard_of(change.doc_id),
+        "shard": contract.shard_of(change.doc_id),
         "version": change.version,
         "checksum": change.checksum or None,
         "title": change.title,
@@ -472,8 +471,8 @@ def _record_progress(
             insert(LandingObject)
             .values(
                 [
-                    {"product": product, "shard": shard, "object_key": key, "etag": etag}
-                    for key, etag in read.landed_objects
+                    {"product": product, "shard": owner, "object_key": key, "etag": etag}
+                    for owner, key, etag in read.landed_objects
                 ]
             )
             .on_conflict_do_nothing()

@@ -26,10 +26,9 @@ def psycopg2_url(url: str) -> str:
 
 
 def database_url() -> str:
-    """The configured database, or the embedded PostgreSQL when none is set."""
-    url = os.environ.get(settings.DATABASE_URL)
-    if url:
-        return psycopg2_url(url)
+    """The configured database; in the local profile, the embedded PostgreSQL when none is set."""
+    if os.environ.get(settings.DATABASE_URL) or not settings.local_profile():
+        return psycopg2_url(settings.store_url())
     from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
 
     return ensure_embedded_postgres(settings.home() / "pg")

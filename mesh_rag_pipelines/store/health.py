@@ -93,3 +93,13 @@ def index_health(
         oldest_unindexed_change=row.oldest_unindexed_change,
         acl_mismatches=row.acl_mismatches,
     )
+
+
+def index_rows(engine: Engine, table_name: str, shard: int | None = None) -> int:
+    """Rows of an index-version table, in one shard or all."""
+    table = f"{SCHEMA}.{table_name}"  # registry value, not user input
+    where = "" if shard is None else " WHERE shard = :s"
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text(f"SELECT count(*) FROM {table}{where}"), {"s": shard}).one()[0]
+        )

@@ -23,6 +23,7 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import IndexSpec
 from mesh_rag_pipelines.governance.access import protect_index_table
 from mesh_rag_pipelines.store.schema import (
+    SCHEMA,
     DocumentState,
     IndexedDocument,
     IndexVersion,
@@ -264,6 +265,8 @@ def build_index(engine: Engine, version: IndexVersion) -> bool:
             version.table_name, version.dimensions, version.distance, spec.m, spec.ef_construction
         )
         conn.execute(CreateIndex(index, if_not_exists=True))
+        # Fresh statistics: retrieval plans filtered queries from the share of each ACL group.
+        conn.execute(text(f"ANALYZE {SCHEMA}.{version.table_name}"))
         conn.execute(
             update(IndexVersion)
             .where(IndexVersion.id == version.id)

@@ -51,11 +51,13 @@ from mesh_rag_pipelines.store.index_versions import (
     ensure_index_version,
     maintained_versions,
 )
+from mesh_rag_pipelines.store.layout import check_shards
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.schema import (
     SCHEMA,
     Chunk,
     DocumentState,
+    EmbeddingCache,
     IndexedDocument,
     IndexVersion,
     index_table,
@@ -118,6 +120,7 @@ def refresh_index(
 ) -> IndexResult:
     """Bring every maintained version of the product up to date for one shard, registering
     the contract's version first (a new chunker, model or index parameters make a new one)."""
+    check_shards(engine, contract)
     ensure_index_version(engine, contract)
     total = IndexResult()
     for version in maintained_versions(engine, contract.name):
@@ -370,3 +373,36 @@ def _write_batch(
     )
     result.documents_indexed += len(ready)
     result.chunks_written += written
+
+
+def reembed_documents(engine: Engine, contract: DataProductContract, doc_ids: list[str]) -> int:
+    """Make the documents pending in every maintained version and drop their texts' cached
+    vectors, so that the next refresh embeds them anew (after a provider fixed a model, say).
+    Their rows stay served until the refresh replaces them; returns the documents affected."""
+    if not doc_ids:
+        return 0
+    affected: set[str] = set()
+    with engine.begin() as conn:
+        lock_documents(conn, contract.name, doc_ids)
+        for version in maintained_versions(engine, contract.name):
+            texts = select(Chunk.text_hash).where(
+                Chunk.product == contract.name,
+                Chunk.chunker == version.chunker,
+                Chunk.doc_id.in_(doc_ids),
+            )
+            conn.execute(
+                delete(EmbeddingCache).where(
+                    EmbeddingCache.model_id == version.model_id,
+                    EmbeddingCache.text_hash.in_(texts),
+                )
+            )
+            forgotten = conn.execute(
+                delete(IndexedDocument)
+                .where(
+                    IndexedDocument.index_version == version.id,
+                    IndexedDocument.doc_id.in_(doc_ids),
+                )
+                .returning(IndexedDocument.doc_id)
+            )
+            affected.update(forgotten.scalars())
+    return len(affected)

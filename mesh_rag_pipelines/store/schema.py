@@ -164,6 +164,17 @@ class ServingPointer(Base):
     swapped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class ProductLayout(Base):
+    """The shard count a product's stored rows were computed with (see store/layout.py)."""
+
+    __tablename__ = "product_layout"
+    product: Mapped[str] = mapped_column(Text, primary_key=True)
+    shards: Mapped[int] = mapped_column(SmallInteger)
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
 class SourceCursor(Base):
     """Per product and shard: how far a source has been read (watermarks)."""
 

@@ -15,6 +15,7 @@ from mesh_rag_pipelines_tests.benchmarks import results
 BENCHMARKS = (
     "scifact",
     "overhead",
+    "cli_build",
     "incremental",
     "latency",
     "delete_detection",

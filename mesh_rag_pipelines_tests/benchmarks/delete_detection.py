@@ -17,13 +17,14 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import load_contract
-from mesh_rag_pipelines.settings import SHARD_COUNT
-from mesh_rag_pipelines.sources.documents import KnownDocument, shard_of
+from mesh_rag_pipelines.settings import DEFAULT_SHARDS
+from mesh_rag_pipelines.sources.documents import KnownDocument
 from mesh_rag_pipelines.sources.postgres_table import read_table
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines_tests.benchmarks import results
 from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
 from mesh_rag_pipelines_tests.benchmarks.scifact import server_versions
+from mesh_rag_pipelines_tests.helpers import shard_of
 
 ROWS = 100_000
 REPEATS = 7
@@ -149,4 +150,4 @@ def _read_table(engine: Engine, contract, watermark: datetime) -> dict:  # type:
         read = read_table(contract, engine, 0, known, watermark.isoformat())
         timings.append((time.perf_counter() - started) * 1000)
     assert not read.changes, "nothing changed, so nothing may be read as a change"
-    return {"ms": results.spread(timings), "shards_per_product_poll": SHARD_COUNT}
+    return {"ms": results.spread(timings), "shards_per_product_poll": DEFAULT_SHARDS}

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from mesh_rag_pipelines.connections import s3_client, s3_endpoint_url
 from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
-from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
 from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import ensure_bucket
@@ -32,6 +31,7 @@ from mesh_rag_pipelines.services.local_s3 import stop_local_s3
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines_tests.benchmarks import results
 from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
+from mesh_rag_pipelines_tests.helpers import shipped_contract
 
 PRODUCT = "support_tickets"
 DAGSTER_YAML = """\
@@ -50,7 +50,7 @@ def _product_folder(workdir: Path, bucket: str) -> Path:
     """Only the support-ticket contract, pointed at a bucket of this run."""
     folder = workdir / "products"
     folder.mkdir()
-    text = (PRODUCTS_DIR / f"{PRODUCT}.yaml").read_text()
+    text = shipped_contract(PRODUCT, workdir / "sample_data")
     (folder / f"{PRODUCT}.yaml").write_text(
         text.replace("bucket: northwind-landing", f"bucket: {bucket}")
     )

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, delete, text
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
-from mesh_rag_pipelines.settings import SHARD_COUNT
+from mesh_rag_pipelines.settings import DEFAULT_SHARDS
 from mesh_rag_pipelines.store.binary_copy import copy_payload, encode_int8, encode_vector
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.embedding_cache import cached_vectors
@@ -129,7 +129,7 @@ def _rewrite_index(
         conn.execute(delete(IndexedDocument).where(IndexedDocument.index_version == version_id))
         conn.execute(text(f"TRUNCATE {table}"))
     started = time.perf_counter()
-    for shard in range(SHARD_COUNT):
+    for shard in range(DEFAULT_SHARDS):
         result = refresh_index(engine, contract, shard, embedder)
         assert result.texts_embedded == 0, "the writer benchmark must not call the model"
     return time.perf_counter() - started

@@ -55,6 +55,25 @@ def upgrade() -> None:
         f"""CREATE FUNCTION {SCHEMA}.caller_groups() RETURNS text[] LANGUAGE sql STABLE AS
         $$ SELECT string_to_array(nullif(current_setting('mesh_rag.groups', true), ''), ',') $$"""
     )
+    # Statistics of tables under row-level security are hidden from the serving role; retrieval
+    # plans a filtered query from how many rows its caller may read, which this estimates
+    # (for the caller's own groups only) from the owner's view of the statistics.
+    op.execute(
+        f"""CREATE FUNCTION {SCHEMA}.readable_rows(table_name text) RETURNS float8
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+        SELECT least(1.0, coalesce((
+                   SELECT sum(e.freq)
+                   FROM unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
+                        AS e(elem, freq)
+                   WHERE e.elem = ANY({SCHEMA}.caller_groups())), 0)) * c.reltuples
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname
+             AND s.attname = 'acl_groups'
+        WHERE n.nspname = '{SCHEMA}' AND c.relname = table_name
+        $$"""
+    )
+    op.execute(f"GRANT EXECUTE ON FUNCTION {SCHEMA}.readable_rows(text) TO {SERVING_ROLE}")
     conn = op.get_bind()
     tables = conn.execute(
         sa.text(f"SELECT table_name FROM {SCHEMA}.index_version WHERE dropped_at IS NULL")

@@ -1,0 +1,91 @@
+"""A data product as a Dagster Component: `<domain>/<product>/defs.yaml`, whose `attributes:` is
+the product's contract.
+
+`dg scaffold defs DataProduct <domain>/<product>` writes one from a template, `dg check yaml`
+validates a defs.yaml against the contract's schema, and `dg list defs` shows what the products
+build. The definitions are the same however a contract is found: the CLI, retrieval and the
+benchmarks read the same files with the plain contract loader, without Dagster.
+"""
+
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel
+
+from mesh_rag_pipelines.contracts.loader import COMPONENT_FILE
+from mesh_rag_pipelines.contracts.model import DataProductContract
+from mesh_rag_pipelines.defs.product import product_definitions
+
+TEMPLATE = """\
+type: mesh_rag_pipelines.components.DataProduct
+attributes:
+  name: {name}
+  domain: {domain}
+  owner: {owner}
+  description: >
+    What the product holds and who maintains it (a sentence or two).
+  document_type: note
+  source:
+    kind: files                   # postgres_table | files | s3_landing
+    path: documents               # a folder of markdown files beside this file
+    pattern: "*.md"
+  schema:
+    id_field: path
+    version_field: revision
+    updated_at_field: modified_at
+    title_field: title
+    text_fields: [body]
+  acl_groups: [employees]
+  freshness:
+    sla: 1d
+    poll_cron: "0 * * * *"
+  chunking: {{name: markdown_sections, version: 1, max_words: 180, overlap_words: 20}}
+  embedding: {{provider: local, model: all-MiniLM-L6-v2, dimensions: 384, distance: cosine}}
+"""
+
+
+class ScaffoldParams(BaseModel):
+    owner: str = "team:change-me"
+
+
+class DataProductScaffolder(dg.Scaffolder[ScaffoldParams]):
+    """Writes `<domain>/<product>/defs.yaml` (names from the target path) and an empty
+    `documents/` folder for the template's files source."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[ScaffoldParams]:
+        return ScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[ScaffoldParams]) -> None:
+        target = request.target_path
+        (target / "documents").mkdir(parents=True, exist_ok=True)
+        owner = request.params.owner if request.params else ScaffoldParams().owner
+        text = TEMPLATE.format(name=target.name, domain=target.parent.name, owner=owner)
+        (target / COMPONENT_FILE).write_text(text)
+
+
+@dg.scaffold_with(DataProductScaffolder)
+class DataProduct(dg.Component):
+    """A data-mesh data product: its contract as attributes; builds the product's assets,
+    checks, jobs, sensors and schedules."""
+
+    def __init__(self, contract: DataProductContract):
+        self.contract = contract
+
+    @classmethod
+    def get_model_cls(cls) -> type[DataProductContract]:
+        return DataProductContract
+
+    @classmethod
+    def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> "DataProduct":
+        contract = DataProductContract.model_validate(attributes)
+        if contract.name != context.path.name:
+            raise ValueError(
+                f"{context.path / COMPONENT_FILE}: field 'name': {contract.name!r} must equal "
+                f"the folder name {context.path.name!r}"
+            )
+        contract._origin = context.path / COMPONENT_FILE
+        return cls(contract)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return product_definitions(self.contract)

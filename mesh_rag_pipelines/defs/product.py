@@ -1,0 +1,42 @@
+"""Everything one data product contributes to Dagster, and the platform a code location adds
+around a set of products. Both are built from contracts alone."""
+
+import dagster as dg
+
+from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.defs.assets import product_assets
+from mesh_rag_pipelines.defs.automation import product_sensors
+from mesh_rag_pipelines.defs.checks import product_checks
+from mesh_rag_pipelines.defs.erasure import forget_job
+from mesh_rag_pipelines.defs.freshness import in_sync_spec
+from mesh_rag_pipelines.defs.jobs import product_job, sync_now_job, validate_releases_job
+from mesh_rag_pipelines.defs.releases import release_asset, release_checks, release_job
+from mesh_rag_pipelines.defs.resources import default_resources
+
+
+def product_definitions(contract: DataProductContract) -> dg.Definitions:
+    """One product's assets, checks, jobs, sensors and schedules, with the shared resources."""
+    return dg.Definitions(
+        assets=[*product_assets(contract), release_asset(contract), in_sync_spec(contract)],
+        asset_checks=[*product_checks(contract), *release_checks(contract)],
+        jobs=[
+            product_job(contract),
+            sync_now_job(contract),
+            release_job(contract),
+            forget_job(contract),
+        ],
+        sensors=product_sensors(contract),
+        resources=default_resources(),
+        # A run is one shard; its steps share one process, so the model loads once per run.
+        executor=dg.in_process_executor,
+    )
+
+
+def platform_definitions(contracts: list[DataProductContract]) -> dg.Definitions:
+    """A code location of `contracts`: each product, and the jobs that span them."""
+    spanning = dg.Definitions(
+        jobs=[validate_releases_job(contracts)] if contracts else [],
+        resources=default_resources(),
+        executor=dg.in_process_executor,
+    )
+    return dg.Definitions.merge(*[product_definitions(c) for c in contracts], spanning)
