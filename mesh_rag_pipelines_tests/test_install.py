@@ -5,6 +5,7 @@ the command line checks contracts and builds a product from any working director
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,9 +24,18 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools leaves its build folder beside the sources.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPOSITORY / name, source / name)
+    shutil.copytree(
+        REPOSITORY / "mesh_rag_pipelines",
+        source / "mesh_rag_pipelines",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(REPOSITORY)],
+         "-w", str(out), str(source)],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     (found,) = out.glob("mesh_rag_pipelines-*.whl")

@@ -63,11 +63,12 @@ def _start_dagster(workdir: Path, env: dict[str, str], port: int) -> subprocess.
     home.mkdir()
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     root = Path(__file__).resolve().parents[2]
+    # The code location of the contracts folder (MESH_RAG_CONTRACTS_DIR): this run's product.
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "dev",
-        "-w",
-        str(root / "workspace.yaml"),
+        "-m",
+        "mesh_rag_pipelines.definitions",
         "-p",
         str(port),
     ]
@@ -123,6 +124,7 @@ def run(argv: list[str]) -> dict[str, float | None]:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="mesh_rag_fresh_"))
     os.environ["MESH_RAG_HOME"] = str(workdir)
+    os.environ["MESH_RAG_PROFILE"] = "local"  # the loopback S3 server
     bucket = f"fresh-{int(time.time())}"
     endpoint = s3_endpoint_url()
     s3 = s3_client(endpoint)

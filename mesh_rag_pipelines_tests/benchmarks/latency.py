@@ -67,7 +67,9 @@ def run(argv: list[str]) -> dict:
         details[str(rows)] = outcome
         print(f"{rows} rows: {outcome}", flush=True)
         figures.update(_headline(rows, outcome, spec.ef_search))
-    results.record_details("latency", details)
+    # A run of one size keeps the other size's details: its own file.
+    both = len(args.rows) > 1
+    results.record_details("latency" if both else f"latency_{args.rows[0]}", details)
     return figures
 
 
