@@ -15,6 +15,9 @@ one estimate, for its own groups only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from math import ceil
+
 from sqlalchemy import Connection, text
 
 from mesh_rag_pipelines.store.schema import SCHEMA
@@ -22,6 +25,15 @@ from mesh_rag_pipelines.store.schema import SCHEMA
 # Below this many readable rows, exact distances beat the graph walk (measured in
 # benchmarks/rls.py: about 3.5 microseconds a row for 384 dimensions).
 EXACT_MAX_ROWS = 4000
+# A graph walk under a filter that passes a share s of the rows meets readable rows in about s
+# of the candidates it keeps, so its breadth (ef_search) is widened by 1/s, at most this factor.
+MAX_BREADTH_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class Scan:
+    kind: str  # "graph" or "exact"
+    ef_search: int
 
 
 def readable_rows(conn: Connection, table_name: str) -> float | None:
@@ -33,17 +45,35 @@ def readable_rows(conn: Connection, table_name: str) -> float | None:
     return None if estimate is None else float(estimate)
 
 
-def choose_scan(conn: Connection, table_name: str) -> str:
-    """Set the transaction (its caller already set) to walk the graph or to compute exact
-    distances; returns which."""
-    rows = readable_rows(conn, table_name)
-    if rows is not None and rows <= EXACT_MAX_ROWS:
-        conn.execute(text("SELECT set_config('enable_indexscan', 'off', true)"))
-        return "exact"
+def plan_scan(conn: Connection, table_name: str, ef_search: int, filtered: bool = True) -> Scan:
+    """Set the transaction (its caller already set) for one nearest-neighbour query: the graph
+    with iterative scans and a breadth widened for the caller's share of the rows, or exact
+    distances over few readable rows. Unfiltered (the operator's view): the graph as is."""
+    scan = Scan("graph", ef_search)
+    if filtered:
+        rows = readable_rows(conn, table_name)
+        if rows is not None and rows <= EXACT_MAX_ROWS:
+            scan = Scan("exact", ef_search)
+        elif rows is not None:
+            total = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+                {"t": f"{SCHEMA}.{table_name}"},
+            ).scalar()
+            share = min(1.0, rows / total) if total and total > 0 else 1.0
+            breadth = min(ceil(ef_search / share), ef_search * MAX_BREADTH_FACTOR)
+            scan = Scan("graph", breadth)
+        off = (
+            ["enable_indexscan"]
+            if scan.kind == "exact"
+            else ["enable_bitmapscan", "enable_seqscan"]
+        )
+        for setting in off:
+            conn.execute(text(f"SELECT set_config('{setting}', 'off', true)"))
     conn.execute(
         text(
-            "SELECT set_config('enable_bitmapscan', 'off', true), "
-            "set_config('enable_seqscan', 'off', true)"
-        )
+            "SELECT set_config('hnsw.ef_search', :ef, true), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+        ),
+        {"ef": str(scan.ef_search)},
     )
-    return "graph"
+    return scan

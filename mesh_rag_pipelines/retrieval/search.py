@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.governance.access import act_as_caller
 from mesh_rag_pipelines.governance.pii import query_masker
-from mesh_rag_pipelines.retrieval.planning import choose_scan
+from mesh_rag_pipelines.retrieval.planning import plan_scan
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
 from mesh_rag_pipelines.store.schema import IndexVersion, index_table
 
@@ -184,14 +184,7 @@ def _nearest_chunks(
     with engine.begin() as conn:
         if not caller.operator:
             act_as_caller(conn, caller.groups)
-            choose_scan(conn, version.table_name)
-        conn.execute(
-            text(
-                "SELECT set_config('hnsw.ef_search', :ef, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-            ),
-            {"ef": str(ef_search)},
-        )
+        plan_scan(conn, version.table_name, ef_search, filtered=not caller.operator)
         rows = conn.execute(query).mappings().all()
     return [
         RetrievedChunk(

@@ -5,11 +5,12 @@ An index-version table is made and protected exactly as a release makes one (the
 policy on `acl_groups && caller_groups()`), loaded with the synthetic vectors of the latency
 benchmark (row i in one of 100 groups, `i % 100`), indexed (HNSW with the contract defaults, GIN
 on the groups), and queried with the SQL `retrieval.search` issues, as the serving role with the
-caller's groups set for the transaction, and the scan `retrieval.planning` chooses (the graph,
-or exact distances over the readable rows when few). Recall is against the exact top 10 among
+caller's groups set for the transaction, and the scan `retrieval.planning` plans (the graph
+with a breadth widened for the caller's share of rows, or exact distances over the readable rows
+when few). Recall is against the exact top 10 among
 the rows the caller may read. Filtered HNSW is where recall silently collapses: the policy is a
 filter the graph walk must satisfy, so these are the figures to watch. Each share is also
-measured with either scan forced, which is what the choice rests on.
+measured with either scan forced at the contract's ef_search, which is what the plan rests on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, select, text
 
 from mesh_rag_pipelines.contracts.model import IndexSpec
 from mesh_rag_pipelines.governance.access import act_as_caller, protect_index_table
-from mesh_rag_pipelines.retrieval.planning import choose_scan
+from mesh_rag_pipelines.retrieval.planning import plan_scan
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.schema import hnsw_index, index_table
 from mesh_rag_pipelines_tests.benchmarks import results
@@ -101,16 +102,17 @@ def _query_set(
             with engine.begin() as conn:
                 act_as_caller(conn, groups)
                 if scan == "chosen":
-                    chosen.add(choose_scan(conn, table.name))
+                    planned = plan_scan(conn, table.name, ef)
+                    chosen.add(f"{planned.kind} (ef_search {planned.ef_search})")
                 else:
                     _force(conn, scan)
-                conn.execute(
-                    text(
-                        "SELECT set_config('hnsw.ef_search', :ef, true), "
-                        "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-                    ),
-                    {"ef": str(ef)},
-                )
+                    conn.execute(
+                        text(
+                            "SELECT set_config('hnsw.ef_search', :ef, true), "
+                            "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                        ),
+                        {"ef": str(ef)},
+                    )
                 found = conn.execute(query).all()
             elapsed = (time.perf_counter() - started) * 1000
             if position < WARM_UP:
