@@ -44,6 +44,8 @@ KEYS = (
     "rls_p99_ms_1pct",
     "rls_p99_ms_10pct",
     "rls_p99_ms_50pct",
+    "cli_build_floor_ratio",
+    "cli_noop_run_seconds_median",
     "measured_at",
 )
 
