@@ -401,10 +401,12 @@ def products(as_json: bool) -> None:
     from mesh_rag_pipelines.store.index_versions import live_versions
 
     engine = store_engine()
-    access = SourceAccess(engine, s3_client())
+    contracts = _contracts()
+    landing = any(contract.source.kind == "s3_landing" for contract in contracts)
+    access = SourceAccess(engine, s3_client() if landing else None)
     live = {version.product: version.id for version in live_versions(engine)}
     rows = []
-    for contract in _contracts():
+    for contract in contracts:
         lag = source_lag(contract, access)
         rows.append(
             {

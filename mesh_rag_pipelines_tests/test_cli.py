@@ -45,15 +45,16 @@ def test_a_no_op_build_embeds_nothing_and_loads_no_model(
     home = tmp_path / "home"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # The local profile, with no S3 endpoint: a product without a landing zone starts no S3.
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DAGSTER_HOME", "MESH_RAG_HOME")
+        if key not in ("DAGSTER_HOME", "MESH_RAG_HOME", "MESH_RAG_S3_ENDPOINT_URL")
     }
     env.update(
+        MESH_RAG_PROFILE="local",
         MESH_RAG_HOME=str(home),
         MESH_RAG_DATABASE_URL=database_url,
-        MESH_RAG_S3_ENDPOINT_URL=s3_endpoint,
         MESH_RAG_CONTRACTS_DIR=str(products_dir),
     )
     before = set(REPOSITORY.iterdir())
@@ -86,6 +87,7 @@ def test_a_no_op_build_embeds_nothing_and_loads_no_model(
         ("hr_policies", True, 0)
     ]
     assert listed[0]["live_version"].startswith("hr_policies")
+    assert sorted(path.name for path in home.iterdir()) == ["dagster"]
 
 
 def test_the_local_home_does_not_depend_on_the_working_directory(

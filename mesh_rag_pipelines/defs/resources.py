@@ -67,6 +67,11 @@ class LandingZone(S3Resource):
             aws_session_token=self.aws_session_token,
         )
 
+    def get_object_to_set_on_execution_context(self) -> Any:
+        # The resource itself, not a client made at every run's start: only S3 sources ask
+        # for one, so a run of another product never starts the local server or opens a client.
+        return self
+
 
 _AWS_KEY = "AWS_ACCESS_KEY_ID"
 
