@@ -156,9 +156,9 @@ class LandingSensorCursor:
     def to_json(self) -> str:
         waiting = {k: [e, shards, at.isoformat()] for k, (e, shards, at) in self.waiting.items()}
         judged = self.judged_at.isoformat() if self.judged_at else None
-        landing = json.loads(self.landing.to_json())
         return json.dumps(
-            {"landing": landing, "waiting": waiting, "judged_at": judged}, sort_keys=True
+            {"landing": self.landing.to_dict(), "waiting": waiting, "judged_at": judged},
+            sort_keys=True,
         )
 
     @classmethod
@@ -171,7 +171,7 @@ class LandingSensorCursor:
             for key, (etag, shards, at) in raw["waiting"].items()
         }
         judged = datetime.fromisoformat(raw["judged_at"]) if raw.get("judged_at") else None
-        return cls(LandingCursor.from_json(json.dumps(raw["landing"])), waiting, judged)
+        return cls(LandingCursor.from_dict(raw["landing"]), waiting, judged)
 
     def judge_due(self, now: datetime) -> bool:
         elapsed = (now - self.judged_at).total_seconds() if self.judged_at else None

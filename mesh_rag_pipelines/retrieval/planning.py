@@ -36,13 +36,18 @@ class Scan:
     ef_search: int
 
 
-def readable_rows(conn: Connection, table_name: str) -> float | None:
+def readable_share(conn: Connection, table_name: str) -> tuple[float | None, float]:
     """An upper estimate of the rows the transaction's caller may read (their groups' shares
-    of the table); None when the table has no statistics yet or the groups are none of its."""
-    estimate = conn.execute(
-        text(f"SELECT {SCHEMA}.readable_rows(:table)"), {"table": table_name}
-    ).scalar()
-    return None if estimate is None else float(estimate)
+    of the table; None when the table has no statistics yet or the groups are none of its),
+    and the table's rows, in one round trip."""
+    readable, total = conn.execute(
+        text(
+            f"SELECT {SCHEMA}.readable_rows(:table), "
+            "(SELECT reltuples FROM pg_class WHERE oid = to_regclass(:qualified))"
+        ),
+        {"table": table_name, "qualified": f"{SCHEMA}.{table_name}"},
+    ).one()
+    return (None if readable is None else float(readable)), float(total or 0)
 
 
 def plan_scan(conn: Connection, table_name: str, ef_search: int, filtered: bool = True) -> Scan:
@@ -51,15 +56,11 @@ def plan_scan(conn: Connection, table_name: str, ef_search: int, filtered: bool 
     distances over few readable rows. Unfiltered (the operator's view): the graph as is."""
     scan = Scan("graph", ef_search)
     if filtered:
-        rows = readable_rows(conn, table_name)
+        rows, total = readable_share(conn, table_name)
         if rows is not None and rows <= EXACT_MAX_ROWS:
             scan = Scan("exact", ef_search)
         elif rows is not None:
-            total = conn.execute(
-                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-                {"t": f"{SCHEMA}.{table_name}"},
-            ).scalar()
-            share = min(1.0, rows / total) if total and total > 0 else 1.0
+            share = min(1.0, rows / total) if total > 0 else 1.0
             breadth = min(ceil(ef_search / share), ef_search * MAX_BREADTH_FACTOR)
             scan = Scan("graph", breadth)
         off = (

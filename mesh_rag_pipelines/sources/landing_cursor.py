@@ -35,27 +35,27 @@ class LandingCursor:
     floor: datetime | None = None
     seen: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "floor": self.floor.isoformat() if self.floor else None,
-                "seen": {key: [etag, at.isoformat()] for key, (etag, at) in self.seen.items()},
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "floor": self.floor.isoformat() if self.floor else None,
+            "seen": {key: [etag, at.isoformat()] for key, (etag, at) in self.seen.items()},
+        }
 
     @classmethod
-    def from_json(cls, text: str | None) -> LandingCursor:
-        if not text:
-            return cls()
-        raw = json.loads(text)
+    def from_dict(cls, raw: Mapping[str, Any]) -> LandingCursor:
         return cls(
             floor=datetime.fromisoformat(raw["floor"]) if raw["floor"] else None,
             seen={
                 key: (etag, datetime.fromisoformat(at)) for key, (etag, at) in raw["seen"].items()
             },
         )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> LandingCursor:
+        return cls.from_dict(json.loads(text)) if text else cls()
 
 
 def _is_unseen(landed: LandedObject, cursor: LandingCursor) -> bool:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,12 @@ from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
 from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.release import MESH_RAG, _distinct_texts, _env, _floor
+from mesh_rag_pipelines_tests.benchmarks.release import (
+    cli_env,
+    distinct_texts,
+    embedding_floor,
+    timed_cli,
+)
 from mesh_rag_pipelines_tests.benchmarks.scifact import CHOSEN
 
 RUN_LINE = re.compile(r"^(sync_\S+ shard \d+): ok in ([0-9.]+)s$", re.MULTILINE)
@@ -49,14 +52,14 @@ def run(argv: list[str]) -> dict[str, Any]:
         )
         embedder = embedder_for(contract.embedding)
         embedder.embed(texts[:256])  # warm-up: the floor is the model's steady state
-        env = _env(url, folder)
-        floors = [_floor(embedder, texts)]
+        env = cli_env(url, folder)
+        floors = [embedding_floor(embedder, texts)]
         print(f"floor: {floors[0]:.1f}s for {len(texts)} texts", flush=True)
-        build_seconds, build_output = _timed_cli(env, "build", "--product", contract.name)
-        floors.append(_floor(embedder, texts))
+        build_seconds, build_output = timed_cli(env, "build", "--product", contract.name)
+        floors.append(embedding_floor(embedder, texts))
         print(f"build: {build_seconds:.1f}s; floor again: {floors[1]:.1f}s", flush=True)
-        same_texts = _distinct_texts(engine, contract) == texts
-        noop_seconds, noop_output = _timed_cli(env, "build", "--product", contract.name)
+        same_texts = distinct_texts(engine, contract) == texts
+        noop_seconds, noop_output = timed_cli(env, "build", "--product", contract.name)
         engine.dispose()
     noop_runs = [float(seconds) for _, seconds in RUN_LINE.findall(noop_output)]
     details = {
@@ -76,12 +79,3 @@ def run(argv: list[str]) -> dict[str, Any]:
         "cli_build_floor_ratio": round(build_seconds / statistics.mean(floors), 4),
         "cli_noop_run_seconds_median": round(statistics.median(noop_runs), 3),
     }
-
-
-def _timed_cli(env: dict[str, str], *args: str) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run([MESH_RAG, *args], env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"mesh-rag {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return seconds, done.stdout

@@ -62,7 +62,7 @@ def run(argv: list[str]) -> dict:
         engine = engine_for(url)
         scifact_product.create_source_table(engine, docs)
         contract = scifact_product.write_contract(folder, CHOSEN)
-        env = _env(url, folder)
+        env = cli_env(url, folder)
         details["blue_build_seconds"] = _cli(env, "build", "--product", contract.name)
 
         queries = _QueryLoad(url, folder, contract.name)
@@ -99,7 +99,7 @@ def run(argv: list[str]) -> dict:
     }
 
 
-def _env(url: str, folder: Path) -> dict[str, str]:
+def cli_env(url: str, folder: Path) -> dict[str, str]:
     return {
         **os.environ,
         "MESH_RAG_DATABASE_URL": url,
@@ -108,8 +108,8 @@ def _env(url: str, folder: Path) -> dict[str, str]:
     }
 
 
-def _cli(env: dict[str, str], *args: str, nice: bool = False) -> float:
-    """Run `mesh-rag ARGS` to completion; its wall time."""
+def timed_cli(env: dict[str, str], *args: str, nice: bool = False) -> tuple[float, str]:
+    """Run `mesh-rag ARGS` to completion, as a process of its own; its wall time and output."""
     command = [MESH_RAG, *args]
     if nice:
         command = ["nice", "-n", "19", *command]
@@ -119,7 +119,11 @@ def _cli(env: dict[str, str], *args: str, nice: bool = False) -> float:
     print(f"mesh-rag {' '.join(args)}: {seconds:.1f}s\n{done.stdout[-600:]}", flush=True)
     if done.returncode != 0:
         raise RuntimeError(f"mesh-rag {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return seconds
+    return seconds, done.stdout
+
+
+def _cli(env: dict[str, str], *args: str, nice: bool = False) -> float:
+    return timed_cli(env, *args, nice=nice)[0]
 
 
 def _revised(folder: Path, contract: DataProductContract, revision: str) -> DataProductContract:
@@ -136,7 +140,7 @@ def _revised(folder: Path, contract: DataProductContract, revision: str) -> Data
     return load_contract(path)
 
 
-def _distinct_texts(engine: Engine, contract: DataProductContract) -> list[str]:
+def distinct_texts(engine: Engine, contract: DataProductContract) -> list[str]:
     with engine.connect() as conn:
         documents = conn.execute(
             text(
@@ -157,12 +161,12 @@ def _distinct_texts(engine: Engine, contract: DataProductContract) -> list[str]:
 def _backfill_against_floor(
     engine: Engine, env: dict[str, str], contract: DataProductContract
 ) -> dict[str, Any]:
-    texts = _distinct_texts(engine, contract)
+    texts = distinct_texts(engine, contract)
     embedder = embedder_for(contract.embedding)
     embedder.embed(texts[:256])  # warm-up
-    floors = [_floor(embedder, texts)]
+    floors = [embedding_floor(embedder, texts)]
     backfill = _cli(env, "build", "--product", contract.name)
-    floors.append(_floor(embedder, texts))
+    floors.append(embedding_floor(embedder, texts))
     return {
         "texts": len(texts),
         "floor_seconds": floors,
@@ -172,7 +176,8 @@ def _backfill_against_floor(
     }
 
 
-def _floor(embedder: Any, texts: list[str]) -> float:
+def embedding_floor(embedder: Any, texts: list[str]) -> float:
+    """One call over every text: what embedding them costs at the least."""
     started = time.perf_counter()
     embedder.embed(texts)
     return time.perf_counter() - started
@@ -195,7 +200,7 @@ def _chunker_change(
     changed = load_contract(path)
     model_id = changed.embedding.model_id
     cached = _cached_hashes(engine, model_id)
-    needed = {text_hash(t) for t in _distinct_texts(engine, changed)}
+    needed = {text_hash(t) for t in distinct_texts(engine, changed)}
     before = len(cached)
     _cli(env, "build", "--product", changed.name)
     return {
