@@ -38,7 +38,7 @@ attributes:
   acl_groups: [employees]
   freshness:
     sla: 1d
-    poll_cron: "0 * * * *"
+    poll_interval: 1m
   chunking: {{name: markdown_sections, version: 1, max_words: 180, overlap_words: 20}}
   embedding: {{provider: local, model: all-MiniLM-L6-v2, dimensions: 384, distance: cosine}}
 """

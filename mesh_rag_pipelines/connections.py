@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines import settings
+from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.governance.access import SERVING_ROLE
+from mesh_rag_pipelines.pipeline import SourceAccess
 from mesh_rag_pipelines.store.database import database_url, engine_for, source_engine
 
 
@@ -56,3 +58,10 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     from mesh_rag_pipelines.defs.resources import LandingZone
 
     return LandingZone(endpoint_url=endpoint_url).get_client()
+
+
+def source_access(contract: DataProductContract) -> SourceAccess:
+    """How a command outside Dagster reaches a product's source: the store, and an S3 client
+    only for a landing zone (other products never start or ask S3)."""
+    s3 = s3_client() if contract.source.kind == "s3_landing" else None
+    return SourceAccess(store_engine(), s3)

@@ -1,34 +1,32 @@
 """One Dagster code location per domain, each loading only its own domain's products.
 
-`workspace.yaml` names a domain as the attribute of this module
-(`python_module: {module_name: mesh_rag_pipelines.locations, attribute: people}`); the domain is
-the folder of that name in the contracts folder. A broken contract fails only its own domain's
-location: the others load, run and show in the UI.
+`workspace.yaml` (and the workspace `mesh-rag ui` writes for the contracts folder in use) names
+a domain as the attribute of this module
+(`python_module: {module_name: mesh_rag_pipelines.locations, attribute: people}`). A domain's
+products are those of the folder of that name, or the plain contract files declaring it: the
+same loader reads them for the CLI. A broken contract fails only its own domain's location: the
+others load, run and show in the UI.
 """
 
 import dagster as dg
 
 from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.contracts import load_contracts
-from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
+from mesh_rag_pipelines.contracts import ContractErrors
+from mesh_rag_pipelines.contracts.loader import domains
 from mesh_rag_pipelines.defs.product import platform_definitions
 
 
-def domains() -> list[str]:
-    root = settings.contracts_dir() or PRODUCTS_DIR
-    return sorted(
-        folder.name
-        for folder in root.iterdir()
-        if folder.is_dir() and any(folder.rglob("defs.yaml"))
-    )
-
-
-def domain_definitions(domain: str) -> dg.Definitions:
-    root = settings.contracts_dir() or PRODUCTS_DIR
-    return platform_definitions(load_contracts(root / domain))
+def domain_definitions(name: str) -> dg.Definitions:
+    found = domains(settings.contracts_dir())
+    if name not in found:
+        raise AttributeError(f"no domain {name!r} in the contracts folder; domains: {list(found)}")
+    domain = found[name]
+    if domain.problems:
+        raise ContractErrors(domain.problems)
+    return platform_definitions(domain.contracts, domain=name)
 
 
 def __getattr__(name: str) -> dg.Definitions:
-    if name.startswith("__") or name not in domains():
-        raise AttributeError(f"no domain {name!r} in the contracts folder; domains: {domains()}")
+    if name.startswith("__"):
+        raise AttributeError(name)
     return domain_definitions(name)

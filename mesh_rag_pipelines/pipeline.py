@@ -6,6 +6,7 @@ for every shard is a full build, and running them again is a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from mesh_rag_pipelines.sources.landing_cursor import (
     shards_touched,
     unseen,
 )
+from mesh_rag_pipelines.sources.observe import ShardVersion, observe_source
 from mesh_rag_pipelines.sources.postgres_table import read_table
 from mesh_rag_pipelines.sources.s3_landing import (
     LandedObject,
@@ -108,6 +110,18 @@ class SourceLag:
         return self.waiting_changes == 0 and self.unindexed_documents == 0
 
 
+def waiting_changes(
+    contract: DataProductContract, access: SourceAccess
+) -> list[tuple[int, datetime | None]]:
+    """Each change the source holds that the store has not applied: its shard and when it was
+    made (reads the source, writes nothing)."""
+    return [
+        (shard, change.source_updated_at)
+        for shard in range(contract.shards)
+        for change in read_source(contract, shard, access).changes
+    ]
+
+
 def source_lag(
     contract: DataProductContract,
     access: SourceAccess,
@@ -116,11 +130,7 @@ def source_lag(
     """The product's lag; `waiting` (shard, changed at) replaces reading the source, for a
     landing zone whose waiting objects its sensor tracks."""
     if waiting is None:
-        waiting = [
-            (shard, change.source_updated_at)
-            for shard in range(contract.shards)
-            for change in read_source(contract, shard, access).changes
-        ]
+        waiting = waiting_changes(contract, access)
     shards = {shard for shard, _ in waiting}
     unindexed = 0
     oldest = min((at for _, at in waiting if at), default=None)
@@ -179,3 +189,22 @@ def build_product(
         )
         for shard in range(contract.shards)
     ]
+
+
+def current_source_versions(
+    contract: DataProductContract, access: SourceAccess
+) -> dict[int, ShardVersion]:
+    """Each shard's data version now: what a polled source holds, or the landing objects a
+    landing zone's shard has applied."""
+    if contract.source.kind != "s3_landing":
+        return observe_source(
+            contract, access.table_engine(contract) if contract.source.table else None
+        )
+    versions = {}
+    for shard in range(contract.shards):
+        applied = sorted(
+            f"{key}\t{etag}" for key, etag in applied_objects(access.engine, contract.name, shard)
+        )
+        digest = hashlib.sha256("\n".join(applied).encode()).hexdigest()[:16]
+        versions[shard] = ShardVersion(digest, len(applied), None)
+    return versions

@@ -27,17 +27,20 @@ from sqlalchemy.dialects.postgresql import insert
 from mesh_rag_pipelines.contracts import DataProductContract
 
 
-def seed_sources(contracts: list[DataProductContract], engine: Engine, s3: Any) -> dict[str, int]:
-    """Seed every product that ships seed data; returns rows or objects seeded per product."""
-    seeded: dict[str, int] = {}
+def seed_sources(contracts: list[DataProductContract], engine: Engine, s3: Any) -> dict[str, str]:
+    """Seed every product that ships seed data; returns what was seeded, per product."""
+    seeded: dict[str, str] = {}
     for contract in contracts:
         if not contract.source.seed:
             continue
         seed = contract.resolve_path(contract.source.seed)
         if contract.source.kind == "postgres_table":
-            seeded[contract.name] = seed_table(contract, engine, seed)
+            rows = seed_table(contract, engine, seed)
+            seeded[contract.name] = f"{rows} rows in table {contract.source.table}"
         elif contract.source.kind == "s3_landing":
-            seeded[contract.name] = seed_landing_zone(contract, s3, seed)
+            files, events = seed_landing_zone(contract, s3, seed)
+            where = f"s3://{contract.source.bucket}/{contract.source.prefix}"
+            seeded[contract.name] = f"{files} change files ({events} events) uploaded to {where}"
     return seeded
 
 
@@ -84,7 +87,8 @@ def seed_table(contract: DataProductContract, engine: Engine, seed: Path) -> int
     return len(rows)
 
 
-def seed_landing_zone(contract: DataProductContract, s3: Any, seed: Path) -> int:
+def seed_landing_zone(contract: DataProductContract, s3: Any, seed: Path) -> tuple[int, int]:
+    """Upload the seed's change files that are not there yet: (files, events) uploaded."""
     bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
     ensure_bucket(s3, bucket)
     existing = {
@@ -92,13 +96,15 @@ def seed_landing_zone(contract: DataProductContract, s3: Any, seed: Path) -> int
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for item in page.get("Contents", [])
     }
-    uploaded = 0
+    files = events = 0
     for path in sorted(seed.iterdir()):
         key = f"{prefix}{path.name}"
         if key not in existing:
-            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-            uploaded += 1
-    return uploaded
+            body = path.read_bytes()
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            files += 1
+            events += sum(1 for line in body.splitlines() if line.strip())
+    return files, events
 
 
 def ensure_bucket(s3: Any, bucket: str) -> None:

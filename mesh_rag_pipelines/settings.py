@@ -17,6 +17,8 @@ OPENAI_BASE_URL = "OPENAI_BASE_URL"
 PII_HASH_KEY = "MESH_RAG_PII_HASH_KEY"
 ANSWER_MODEL = "MESH_RAG_ANSWER_MODEL"
 
+# The repository (or installed package's parent): where dagster.yaml and workspace.yaml live.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Static hash shards (Dagster partitions) of a product whose contract does not set `shards`.
 DEFAULT_SHARDS = 4
 # Memory for building an HNSW index in one go; a graph larger than this builds much slower.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -130,3 +132,37 @@ def contracts(products_dir: Path) -> dict[str, DataProductContract]:
 @pytest.fixture
 def access(engine: Engine, s3) -> SourceAccess:  # type: ignore[no-untyped-def]
     return SourceAccess(engine, s3)
+
+
+MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
+
+
+class MeshRag:
+    """`mesh-rag` as typed, in a subprocess, on this test's store, bucket and contracts."""
+
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.env, self.cwd = env, cwd
+
+    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [MESH_RAG, *args], env=self.env, cwd=self.cwd, capture_output=True, text=True,
+            timeout=900,
+        )  # fmt: skip
+        if ok:
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+
+@pytest.fixture
+def mesh_rag(
+    tmp_path: Path, database_url: str, s3_endpoint: str, products_dir: Path
+) -> MeshRag:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MESH_RAG_HOME")}
+    env.update(
+        MESH_RAG_PROFILE="local",
+        MESH_RAG_HOME=str(tmp_path / "home"),
+        MESH_RAG_DATABASE_URL=database_url,
+        MESH_RAG_S3_ENDPOINT_URL=s3_endpoint,
+        MESH_RAG_CONTRACTS_DIR=str(products_dir),
+    )
+    return MeshRag(env, tmp_path)

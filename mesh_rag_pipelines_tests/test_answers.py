@@ -84,5 +84,5 @@ def test_without_a_chat_endpoint_the_answer_is_the_cited_passages(
     result = answer(engine, [policies], RetrievalRequest(QUESTION, Caller.of(["hr"]), k=2))
 
     assert result.model is None and len(result.citations) == 2
-    assert result.citations[0].doc_id == "parental-leave"
+    assert result.citations[0].doc_id == "parental-leave.md"
     assert result.text.startswith("[1] ") and "\n\n[2] " in result.text

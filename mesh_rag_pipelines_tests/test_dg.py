@@ -52,8 +52,15 @@ def test_dg_lists_the_sample_products_definitions() -> None:
         "support_tickets/embeddings:index_matches_source",
         "support_tickets/release:release_gate",
     } <= checks
-    eager = {asset["asset_key"] for asset in listed["assets"] if asset.get("automation_condition")}
-    assert "hr_policies/embeddings" in eager and "support_tickets/embeddings" not in eager
+    conditions = {
+        asset["asset_key"]: str(asset.get("automation_condition"))
+        for asset in listed["assets"]
+        if asset["asset_key"].endswith("/embeddings")
+    }
+    # Polled sources sync on a source change; every product backfills a new index version.
+    assert "source shard changed" in conditions["hr_policies/embeddings"]
+    assert "source shard changed" not in conditions["support_tickets/embeddings"]
+    assert all("backfill every shard" in condition for condition in conditions.values())
 
 
 def test_dg_check_yaml_accepts_the_samples() -> None:

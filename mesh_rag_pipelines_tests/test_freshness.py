@@ -22,7 +22,7 @@ from dagster._daemon.freshness import FreshnessDaemon
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.automation import source_sensor
+from mesh_rag_pipelines.defs.source_sensor import source_sensor
 from mesh_rag_pipelines.defs.freshness import in_sync_key
 from mesh_rag_pipelines.defs.resources import IndexStore
 from mesh_rag_pipelines.embedding import Embedder
@@ -113,7 +113,7 @@ def test_a_quiet_source_reads_fresh_and_a_change_waiting_longer_than_the_sla_rea
     assert _freshness(policies, instance, context, late) == "FAIL"
 
     # Served: the next look finds nothing waiting and the signal is green again.
-    shard = policies.shard_of("travel")
+    shard = policies.shard_of("travel.md")
     refresh_chunk_set(policies, shard, access)
     refresh_index(engine, policies, shard, minilm)
     _look(policies, instance, database_url, late + timedelta(minutes=1))

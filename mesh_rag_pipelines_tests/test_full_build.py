@@ -61,7 +61,7 @@ def test_full_build_is_complete_and_a_rebuild_from_scratch_is_identical(
 
 
 KNOWN_DOCUMENT_QUERIES = {
-    "hr_policies": ("What is the nightly hotel cap when travelling to New York?", "travel"),
+    "hr_policies": ("What is the nightly hotel cap when travelling to New York?", "travel.md"),
     "catalog_products": (
         "sleeping bag for two where each sleeper unzips their own side",
         "NW-SLP-0013",

@@ -134,7 +134,7 @@ def _edit_one_paragraph(content: str, old: str, new: str) -> str:
 
 # --- files -------------------------------------------------------------------------------------
 
-KEPT_POLICIES = {"travel.md", "remote-work.md", "paid-time-off.md"}  # shards 3, 0 and 1
+KEPT_POLICIES = {"travel.md", "remote-work.md", "paid-time-off.md"}  # shards 1, 0 and 3
 HYBRID_MEETINGS = """---
 title: Hybrid Meetings Guideline
 effective_date: 2026-06-01
@@ -205,7 +205,7 @@ def test_files_sequence_embeds_only_new_texts_and_matches_builds_from_scratch(
 
     (root / "hybrid-meetings.md").unlink()
     sequence.run("delete", (0, 1, 0, 0))
-    assert "hybrid-meetings" not in sequence.versions()
+    assert "hybrid-meetings.md" not in sequence.versions()
 
     (root / "hybrid-meetings.md").write_text(HYBRID_MEETINGS)
     sequence.run("re-insert after delete", (1, 0, 0, 0))
@@ -219,10 +219,10 @@ def test_files_sequence_embeds_only_new_texts_and_matches_builds_from_scratch(
 
     sequence.run("nothing changed", (0, 0, 0, 0))
     assert sequence.versions() == {
-        "travel": 3,
-        "remote-work": 1,
-        "paid-time-off": 1,
-        "hybrid-meetings": 2,
+        "travel.md": 3,
+        "remote-work.md": 1,
+        "paid-time-off.md": 1,
+        "hybrid-meetings.md": 2,
     }
 
 

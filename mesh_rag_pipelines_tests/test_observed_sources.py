@@ -14,13 +14,10 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key, source_key
-from mesh_rag_pipelines.defs.automation import (
-    DATA_VERSION_TAG,
-    SourceCursor,
-    landing_sensor,
-    product_sensors,
-    source_sensor,
-)
+from mesh_rag_pipelines.defs.automation import product_sensors
+from mesh_rag_pipelines.defs.landing_sensor import landing_sensor
+from mesh_rag_pipelines.defs.source_sensor import SourceCursor, source_sensor
+from mesh_rag_pipelines.defs.source_versions import DATA_VERSION_TAG
 from mesh_rag_pipelines.defs.freshness import in_sync_key
 from mesh_rag_pipelines.defs.jobs import sync_job_name
 from mesh_rag_pipelines.defs.product import product_definitions
@@ -72,7 +69,7 @@ def _versions(result: dg.SensorResult, contract: DataProductContract) -> dict[st
 def _overdue(cursor: str | None) -> str:
     """The cursor as if the source was last looked at a day ago: the poll cron is due."""
     seen = SourceCursor.from_json(cursor)
-    return SourceCursor(datetime.now(UTC) - timedelta(days=1), seen.versions).to_json()
+    return SourceCursor(datetime.now(UTC) - timedelta(days=1), seen.waiting, seen.in_sync).to_json()
 
 
 def _requested(
@@ -93,12 +90,12 @@ def _requested(
 def _edit_policy(contract: DataProductContract, engine: Engine) -> str:
     travel = contract.resolve_path(contract.source.path or "") / "travel.md"
     travel.write_text(travel.read_text() + "\nTrains are preferred for trips under four hours.\n")
-    return "travel"
+    return "travel.md"
 
 
 def _remove_policy(contract: DataProductContract, engine: Engine) -> str:
     (contract.resolve_path(contract.source.path or "") / "whistleblowing.md").unlink()
-    return "whistleblowing"
+    return "whistleblowing.md"
 
 
 def _update_row(contract: DataProductContract, engine: Engine) -> str:
@@ -171,8 +168,9 @@ def test_an_edit_changes_its_shards_data_version_and_only_that_shard_is_synced(
     }
     # The sensor saw the change waiting: the product is not in sync.
     in_sync = [e for e in changed.asset_events if e.asset_key == in_sync_key(contract)]
-    assert [type(e) for e in in_sync] == [dg.AssetObservation]
-    assert in_sync[0].metadata["waiting_changes"].value == 1
+    assert [type(e) for e in in_sync] == [dg.AssetCheckEvaluation, dg.AssetObservation]
+    assert [e.metadata["waiting_changes"].value for e in in_sync] == [1, 1]
+    assert not in_sync[0].passed
 
 
 @pytest.mark.usefixtures("environment")
@@ -183,8 +181,12 @@ def test_a_poll_cron_not_yet_due_skips_the_look(
     instance = dg.DagsterInstance.ephemeral()
     resources = _resources(database_url, s3_endpoint)
     first = _look(source_sensor(contract), None, instance, resources)
-    context = dg.build_sensor_context(cursor=first.cursor, resources=resources, instance=instance)
-    assert isinstance(source_sensor(contract)(context), dg.SkipReason)
+    assert set(_versions(first, contract)) == ALL_SHARDS
+    again = _look(source_sensor(contract), first.cursor, instance, resources)
+    assert _versions(again, contract) == {}
+    assert SourceCursor.from_json(again.cursor).observed_at == SourceCursor.from_json(
+        first.cursor
+    ).observed_at
 
 
 @pytest.mark.usefixtures("environment")

@@ -312,6 +312,6 @@ def test_files_with_a_nul_byte_or_no_text_are_quarantined(
     quarantined = {
         ref: (field, reason) for ref, field, reason in _quarantine(engine, policies.name)
     }
-    assert sorted(quarantined) == ["binary", "blank"]
-    assert "NUL" in quarantined["binary"][1]
-    assert "no text" in quarantined["blank"][1]
+    assert sorted(quarantined) == ["binary.md", "blank.md"]
+    assert "NUL" in quarantined["binary.md"][1]
+    assert "no text" in quarantined["blank.md"][1]

@@ -148,7 +148,7 @@ def test_a_chunker_change_rechunks_every_document_from_state_and_embeds_only_new
         assert health.live_documents == health.indexed_current == 12
     # The live version kept serving, with the edit, under its own chunker.
     hits = search(engine, [green], "hotel cap New York City", Caller.of_product(green), k=3)
-    assert hits[0].doc_id == "travel" and hits[0].index_version == index_version_id(blue)
+    assert hits[0].doc_id == "travel.md" and hits[0].index_version == index_version_id(blue)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_sync_now_syncs_only_what_needs_it(
 ) -> None:
     contract = built
     travel = contract.resolve_path(str(contract.source.path)) / "travel.md"
-    doc_id = "travel"
+    doc_id = "travel.md"
     shard = f"{contract.shard_of(doc_id):02d}"
     travel.write_text(travel.read_text() + "\n\nTrains beat planes for trips under four hours.\n")
 
@@ -96,8 +96,8 @@ def test_sync_now_syncs_only_what_needs_it(
     assert _embedded_per_shard(synced)[shard] >= 1
     assert _embedded_per_shard(_sync_now(contract)) == {}  # nothing waits any more
 
-    by_id = _sync_now(contract, doc_ids=["parental-leave", doc_id])
-    shards = {f"{contract.shard_of(d):02d}" for d in ("parental-leave", doc_id)}
+    by_id = _sync_now(contract, doc_ids=["parental-leave.md", doc_id])
+    shards = {f"{contract.shard_of(d):02d}" for d in ("parental-leave.md", doc_id)}
     assert _embedded_per_shard(by_id) == dict.fromkeys(shards, 0)
 
 
@@ -106,8 +106,8 @@ def test_a_forced_re_embed_sends_the_documents_texts_again(
 ) -> None:
     contract = built
     before = index_rows(engine, PRODUCT)
-    chunks = {text for (doc, _), (_, text, *_) in before.items() if doc == "parental-leave"}
-    forced = _sync_now(contract, doc_ids=["parental-leave"], force_reembed=True)
-    shard = f"{contract.shard_of('parental-leave'):02d}"
+    chunks = {text for (doc, _), (_, text, *_) in before.items() if doc == "parental-leave.md"}
+    forced = _sync_now(contract, doc_ids=["parental-leave.md"], force_reembed=True)
+    shard = f"{contract.shard_of('parental-leave.md'):02d}"
     assert _embedded_per_shard(forced) == {shard: len(chunks)}
     assert_same_index(index_rows(engine, PRODUCT), before)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,32 @@ def contract_text(path: Path) -> str:
     return textwrap.dedent(text.split("\nattributes:\n", 1)[1])
 
 
+def product_name(path: Path) -> str:
+    """The product a contract file declares by where it lies: its folder, or its file name."""
+    return path.parent.name if path.name == COMPONENT_FILE else path.stem
+
+
+def domain_name(path: Path, root: Path) -> str:
+    """The domain a contract file belongs to, even when the file is broken: the domain folder of
+    a component file (`<domain>/<product>/defs.yaml`), else the file's own `domain:` value,
+    else its product name (so that a broken file still fails a location of its own)."""
+    parts = path.relative_to(root).parts
+    if path.name == COMPONENT_FILE and len(parts) == 3:
+        return parts[0]
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raw = None
+    if isinstance(raw, dict) and path.name == COMPONENT_FILE:
+        raw = raw.get("attributes")
+    domain = raw.get("domain") if isinstance(raw, dict) else None
+    return domain if isinstance(domain, str) and domain else product_name(path)
+
+
 def find_contract(directory: Path, name: str) -> Path:
     """The file holding product `name`'s contract in `directory`."""
     for path in contract_files(directory):
-        if (path.parent.name if path.name == COMPONENT_FILE else path.stem) == name:
+        if product_name(path) == name:
             return path
     raise FileNotFoundError(f"no contract for product {name!r} in {directory}")
 
@@ -166,6 +189,29 @@ def check_contracts(
             seen[loaded.name] = path
             contracts.append(loaded)
     return sorted(contracts, key=lambda c: c.name), problems
+
+
+@dataclass
+class Domain:
+    """A domain's contracts that load, and the problems of its files that do not."""
+
+    name: str
+    contracts: list[DataProductContract] = field(default_factory=list)
+    problems: list[ContractError] = field(default_factory=list)
+
+
+def domains(directory: Path | None = None) -> dict[str, Domain]:
+    """Every domain of the contracts folder, by name: what each code location serves, whether
+    its products lie in `<domain>/<product>/defs.yaml` folders or in plain contract files."""
+    root = directory or PRODUCTS_DIR
+    contracts, problems = check_contracts(root)
+    found: dict[str, Domain] = {}
+    for contract in contracts:
+        found.setdefault(contract.domain, Domain(contract.domain)).contracts.append(contract)
+    for problem in problems:
+        name = domain_name(problem.path, root)
+        found.setdefault(name, Domain(name)).problems.append(problem)
+    return dict(sorted(found.items()))
 
 
 def load_contracts(directory: Path | None = None) -> list[DataProductContract]:

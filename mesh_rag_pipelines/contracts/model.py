@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +21,8 @@ _NAME = r"^[a-z][a-z0-9_]{1,62}$"
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _LONGEST_DURATION = timedelta(days=36500)
+MIN_POLL_INTERVAL = timedelta(seconds=5)
+DEFAULT_POLL_INTERVAL = "1m"
 
 # Models the `local` provider serves from installed packages, with their output dimensions.
 LOCAL_MODEL_DIMENSIONS = {"all-MiniLM-L6-v2": 384}
@@ -158,8 +160,13 @@ class QualitySpec(_Strict):
 
 
 class FreshnessSpec(_Strict):
+    """The SLA (how long a change may wait before the product reads stale), and for polled
+    sources (tables, folders) how often to look for changes: `poll_interval` (a duration, at
+    least 5s) or `poll_cron` (UTC); every minute if neither is set."""
+
     sla: str
     poll_cron: str | None = None
+    poll_interval: str | None = None
 
     @field_validator("sla")
     @classmethod
@@ -172,9 +179,34 @@ class FreshnessSpec(_Strict):
     def _valid_cron(cls, value: str | None) -> str | None:
         return None if value is None else validate_cron(value)
 
+    @field_validator("poll_interval")
+    @classmethod
+    def _valid_interval(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) < MIN_POLL_INTERVAL:
+            raise ValueError(f"{value!r} is shorter than the shortest poll interval, 5s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> FreshnessSpec:
+        if self.poll_cron and self.poll_interval:
+            raise FieldProblem("poll_interval", "set poll_interval or poll_cron, not both")
+        return self
+
     @property
     def sla_timedelta(self) -> timedelta:
         return parse_duration(self.sla)
+
+    def next_poll(self, last: datetime) -> datetime:
+        """When a source last looked at `last` is looked at again."""
+        if self.poll_cron:
+            return croniter(self.poll_cron, last).get_next(datetime)
+        return last + parse_duration(self.poll_interval or DEFAULT_POLL_INTERVAL)
+
+    @property
+    def cadence(self) -> str:
+        if self.poll_cron:
+            return f"at {self.poll_cron} (UTC)"
+        return f"every {self.poll_interval or DEFAULT_POLL_INTERVAL}"
 
 
 class ChunkingSpec(_Strict):

@@ -8,6 +8,7 @@ import dagster as dg
 from sqlalchemy.dialects import postgresql
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.defs.conditions import index_condition
 from mesh_rag_pipelines.defs.partitions import shard_number, shard_partitions
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
 from mesh_rag_pipelines.embedding.local_model import model_load_seconds
@@ -53,12 +54,6 @@ def common_attributes(contract: DataProductContract) -> dict:
     }
 
 
-def automation_condition(contract: DataProductContract) -> dg.AutomationCondition | None:
-    """Polled sources: materialize a shard when its observed data version changes. A landing
-    zone's sensor requests its runs itself (see automation.py)."""
-    return None if contract.source.kind == "s3_landing" else dg.AutomationCondition.eager()
-
-
 def source_spec(contract: DataProductContract) -> dg.AssetSpec:
     where = (
         contract.source.table
@@ -93,7 +88,7 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
             f"(chunker {contract.chunking.identity}); changed documents only."
         ),
         code_version=contract.chunking.identity,
-        automation_condition=automation_condition(contract),
+        automation_condition=index_condition(contract),
         check_specs=[
             dg.AssetCheckSpec(
                 "quality_within_limits",
@@ -173,7 +168,8 @@ def embedding_pool(contract: DataProductContract) -> str | None:
 def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     @dg.asset(
         key=embeddings_key(contract),
-        deps=[chunks_key(contract)],
+        # The source too: a source shard seen at a new version shows the index itself stale.
+        deps=[chunks_key(contract), source_key(contract)],
         partitions_def=shard_partitions(contract),
         kinds={"pgvector", "postgres"},
         description=(
@@ -182,7 +178,7 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
             "HNSW; every row carries its provenance."
         ),
         code_version=index_version_id(contract),
-        automation_condition=automation_condition(contract),
+        automation_condition=index_condition(contract),
         pool=embedding_pool(contract),
         **common_attributes(contract),
     )
@@ -210,7 +206,9 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
                 "versions": dg.MetadataValue.md(_versions_table(result)),
                 "oldest_change_wait_seconds": round(lag, 3),
                 "seconds": round(time.perf_counter() - started, 3),
-                "dagster/row_count": index_rows(index_store.engine, table, shard) if table else 0,
+                # The product's rows (what the table holds), and the shard's.
+                "dagster/row_count": index_rows(index_store.engine, table) if table else 0,
+                "shard_rows": index_rows(index_store.engine, table, shard) if table else 0,
                 "dagster/table_name": f"mesh_rag.{table}" if table else "",
                 "dagster/column_schema": _index_columns(),
             }

@@ -5,10 +5,10 @@ import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.assets import product_assets
-from mesh_rag_pipelines.defs.automation import product_sensors
+from mesh_rag_pipelines.defs.automation import automation_sensor, product_sensors
 from mesh_rag_pipelines.defs.checks import product_checks
 from mesh_rag_pipelines.defs.erasure import forget_job
-from mesh_rag_pipelines.defs.freshness import in_sync_spec
+from mesh_rag_pipelines.defs.freshness import in_sync_check, in_sync_spec
 from mesh_rag_pipelines.defs.jobs import product_job, sync_now_job, validate_releases_job
 from mesh_rag_pipelines.defs.releases import release_asset, release_checks, release_job
 from mesh_rag_pipelines.defs.resources import default_resources
@@ -18,7 +18,11 @@ def product_definitions(contract: DataProductContract) -> dg.Definitions:
     """One product's assets, checks, jobs, sensors and schedules, with the shared resources."""
     return dg.Definitions(
         assets=[*product_assets(contract), release_asset(contract), in_sync_spec(contract)],
-        asset_checks=[*product_checks(contract), *release_checks(contract)],
+        asset_checks=[
+            *product_checks(contract),
+            *release_checks(contract),
+            in_sync_check(contract),
+        ],
         jobs=[
             product_job(contract),
             sync_now_job(contract),
@@ -32,10 +36,14 @@ def product_definitions(contract: DataProductContract) -> dg.Definitions:
     )
 
 
-def platform_definitions(contracts: list[DataProductContract]) -> dg.Definitions:
-    """A code location of `contracts`: each product, and the jobs that span them."""
+def platform_definitions(
+    contracts: list[DataProductContract], domain: str | None = None
+) -> dg.Definitions:
+    """A code location of `contracts` (one domain's, or every product's): each product, and the
+    location's automation. Every product's location has a job validating every release."""
     spanning = dg.Definitions(
-        jobs=[validate_releases_job(contracts)] if contracts else [],
+        jobs=[validate_releases_job(contracts)] if contracts and domain is None else [],
+        sensors=[automation_sensor()],
         resources=default_resources(),
         executor=dg.in_process_executor,
     )

@@ -3,14 +3,16 @@ against the live version (a blocking gate check, a blue-vs-green report in its m
 automatic swap where the contract opts in), and a job to swap, roll back or retire from the
 Launchpad."""
 
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.defs.assets import common_attributes, embeddings_key
 from mesh_rag_pipelines.defs.checks import health_verdict
+from mesh_rag_pipelines.defs.conditions import VERDICT_CONDITION
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.releases import (
     drop_retired,
@@ -25,20 +27,6 @@ from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import get_version, index_version_id, live_versions
 
 GOLDEN_K = 5
-# The product-wide verdict (this asset and its checks) follows a sync or a backfill once no
-# shard is in progress, at most once per window of this schedule: a landing zone syncs every
-# few seconds, and each verdict embeds the golden queries.
-VERDICT_WINDOW_CRON = "*/15 * * * *"
-VERDICT_CONDITION = (
-    dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.newly_updated()
-    ).since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-    & ~dg.AutomationCondition.newly_requested().since(
-        dg.AutomationCondition.cron_tick_passed(VERDICT_WINDOW_CRON)
-    )
-).with_label("verdict once every shard is in, at most once per window")
 
 
 def release_key(contract: DataProductContract) -> dg.AssetKey:
@@ -72,7 +60,7 @@ def release_asset(contract: DataProductContract) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         engine = index_store.engine
         actor = context.run.tags.get("dagster/user", "dagster")
-        metadata: dict[str, dg.RawMetadataValue] = {}
+        metadata: dict[str, Any] = {}
         candidate = candidate_of(engine, contract)
         if candidate is None:
             context.log.info(f"{contract.name}: no candidate version; nothing to validate")
@@ -92,19 +80,22 @@ def release_asset(contract: DataProductContract) -> dg.AssetsDefinition:
                 metadata["swap_seconds"] = round(swapped.seconds, 4)
         retention = parse_duration(contract.release.retain_retired)
         dropped = drop_retired(engine, contract.name, retention, actor=actor)
-        status = release_status(engine, contract)
-        return dg.MaterializeResult(
-            metadata={
-                **metadata,
-                "live_version": status.live or "",
-                "candidate_version": status.candidate or "",
-                "versions": dg.MetadataValue.md(status.versions_markdown()),
-                "history": dg.MetadataValue.md(status.history_markdown()),
-                "dropped_versions": ", ".join(dropped),
-            }
-        )
+        metadata["dropped_versions"] = ", ".join(dropped)
+        return dg.MaterializeResult(metadata={**metadata, **status_metadata(engine, contract)})
 
     return _release
+
+
+def status_metadata(engine: Engine, contract: DataProductContract) -> dict[str, Any]:
+    """The product's versions as the release asset shows them: whatever changed them (a
+    validation, a swap from the Launchpad) records them anew."""
+    status = release_status(engine, contract)
+    return {
+        "live_version": status.live or "",
+        "candidate_version": status.candidate or "",
+        "versions": dg.MetadataValue.md(status.versions_markdown()),
+        "history": dg.MetadataValue.md(status.history_markdown()),
+    }
 
 
 def release_checks(contract: DataProductContract) -> list[dg.AssetChecksDefinition]:
@@ -219,6 +210,11 @@ def release_job(contract: DataProductContract) -> dg.JobDefinition:
         else:
             retire(engine, contract.name, version, actor=actor, reason=reason)
             context.log.info(f"{contract.name}: {version} retired")
+        context.log_event(
+            dg.AssetMaterialization(
+                release_key(contract), metadata=status_metadata(engine, contract)
+            )
+        )
 
     @dg.job(
         name=release_job_name(contract),

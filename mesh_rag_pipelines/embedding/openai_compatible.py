@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import urlparse
 
 import numpy as np
-from openai import OpenAI, omit
+from openai import NotFoundError, OpenAI, omit
 
 from mesh_rag_pipelines.contracts import EmbeddingSpec
 from mesh_rag_pipelines.embedding.verify import EmbeddingReplyError, expectation, reply_problem
+from mesh_rag_pipelines.settings import OPENAI_BASE_URL
 
 # OpenAI accepts up to 2,048 inputs per request; fewer, larger requests cost fewer round trips.
 REQUEST_BATCH = 512
@@ -47,6 +49,17 @@ class OpenAIEmbedder:
         )
         self._where = f"embedding model {self.model_id} at {self._client.base_url}".rstrip("/")
 
+    def _not_found(self, exc: NotFoundError) -> str:
+        """A 404 names the URL asked; most often a base URL without its API version."""
+        url = f"{str(self._client.base_url).rstrip('/')}/embeddings"
+        hint = (
+            ""
+            if urlparse(url).path.rstrip("/").endswith("/v1/embeddings")
+            else f"; OpenAI-compatible servers serve it under /v1: does {OPENAI_BASE_URL} "
+            "need to end in /v1?"
+        )
+        return f"{self._where}: 404 Not Found from {url} ({exc.message}){hint}"
+
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(texts), self._request_batch):
@@ -57,11 +70,14 @@ class OpenAIEmbedder:
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         attempt = 1
         while True:
-            response = self._client.embeddings.create(
-                model=self._model,
-                input=batch,
-                dimensions=self.dimensions if self._model in _DIMENSIONS_PARAMETER else omit,
-            )
+            try:
+                response = self._client.embeddings.create(
+                    model=self._model,
+                    input=batch,
+                    dimensions=self.dimensions if self._model in _DIMENSIONS_PARAMETER else omit,
+                )
+            except NotFoundError as exc:
+                raise EmbeddingReplyError(self._not_found(exc)) from exc
             by_index = {item.index: item.embedding for item in response.data}
             vectors = [by_index[i] for i in range(len(batch)) if i in by_index]
             problem = (

@@ -34,11 +34,19 @@ class Citation:
     chunk_no: int
     title: str | None
     score: float
+    metadata: dict[str, Any]
 
     @classmethod
     def of(cls, number: int, hit: RetrievedChunk) -> Citation:
         return cls(
-            number, hit.product, hit.doc_id, hit.index_version, hit.chunk_no, hit.title, hit.score
+            number,
+            hit.product,
+            hit.doc_id,
+            hit.index_version,
+            hit.chunk_no,
+            hit.title,
+            hit.score,
+            hit.metadata,
         )
 
 

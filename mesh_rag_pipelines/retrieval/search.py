@@ -15,9 +15,9 @@ list; its minimum score drops weaker hits from the top k.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
@@ -65,6 +65,8 @@ class RetrievedChunk:
     source_updated_at: datetime | None
     index_version: str
     document_type: str = ""
+    # The contract's metadata fields of the document, as indexed.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 Unit = Literal["chunks", "documents"]
@@ -199,6 +201,7 @@ def _nearest_chunks(
             source_updated_at=row["source_updated_at"],
             index_version=version.id,
             document_type=row["document_type"],
+            metadata=row["metadata"],
         )
         for row in rows
     ]

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, column, select
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.sources.files import file_id, source_files
 from mesh_rag_pipelines.sources.postgres_table import source_table
 
 
@@ -60,11 +61,9 @@ def observe_source(
 
 
 def _observe_files(contract: DataProductContract, digests: dict[int, _Digest]) -> None:
-    root = contract.resolve_path(contract.source.path or ".")
-    if not root.is_dir():
-        raise FileNotFoundError(f"product {contract.name}: source folder {root} does not exist")
-    for path in sorted(root.rglob(contract.source.pattern)):
-        doc_id = path.relative_to(root).with_suffix("").as_posix()
+    root, paths = source_files(contract)
+    for path in paths:
+        doc_id = file_id(root, path)
         checksum = hashlib.sha256(path.read_bytes()).hexdigest()
         modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
         digests[contract.shard_of(doc_id)].add(f"{doc_id}\t{checksum}", modified)

@@ -136,3 +136,8 @@ def read_table(
     if newest:
         result.cursors[WATERMARK] = newest
     return result
+
+
+def preflight(contract: DataProductContract, engine: Engine) -> None:
+    """The table answers and has every column the contract maps (raises what is wrong)."""
+    check_table_schema(contract, engine, None)

@@ -84,3 +84,10 @@ def read_landing_zone(
         settled = [s for s in range(contract.shards) if s == shard or s not in touched]
         result.landed_objects += [(s, landed.key, landed.etag) for s in settled]
     return result
+
+
+def preflight(contract: DataProductContract, s3: Any) -> None:
+    """The landing prefix can be listed (raises what is wrong)."""
+    s3.list_objects_v2(
+        Bucket=contract.source.bucket or "", Prefix=contract.source.prefix or "", MaxKeys=1
+    )

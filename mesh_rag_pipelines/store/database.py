@@ -21,8 +21,12 @@ BASELINE = "0001"
 
 
 def psycopg2_url(url: str) -> str:
-    """Name the driver: a bare postgresql:// URL may select psycopg 3 in newer SQLAlchemy."""
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    """Name the driver: a bare postgresql:// URL may select psycopg 3 in newer SQLAlchemy, and
+    SQLAlchemy does not know libpq's postgres:// spelling at all."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url.removeprefix(bare)
+    return url
 
 
 def database_url() -> str:
@@ -42,7 +46,7 @@ def source_engine(url: str) -> Engine:
 
 @cache
 def engine_for(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    engine = create_engine(psycopg2_url(url), pool_pre_ping=True, pool_size=4, max_overflow=4)
     ensure_schema(engine)
     return engine
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.documents import QuarantineEntry
@@ -53,8 +54,8 @@ def quarantined_records(
     )
     if products:
         query = query.where(QuarantinedRecord.product.in_(products))
-    with engine.connect() as conn:
-        return list(conn.execute(query).scalars())
+    with Session(engine) as session:
+        return list(session.scalars(query))
 
 
 def redrive(engine: Engine, contract: DataProductContract, source_ref: str | None = None) -> int:
