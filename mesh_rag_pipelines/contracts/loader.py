@@ -63,7 +63,10 @@ def _problems(path: Path, exc: ValidationError) -> list[ContractError]:
         if error["type"] == "missing":
             problem = "missing required field"
         elif error["type"] == "extra_forbidden":
-            problem = "unknown field (check the spelling against the contract reference)"
+            problem = (
+                "unknown field (check the spelling against the contract reference, "
+                "mesh_rag_pipelines/contracts/README.md)"
+            )
         else:
             problem = error["msg"].removeprefix("Value error, ")
         found.append(ContractError(path, _field_path(loc), problem))

@@ -8,6 +8,12 @@ import dagster as dg
 from sqlalchemy.dialects import postgresql
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.defs.checks import (
+    chunks_check_results,
+    chunks_check_specs,
+    embeddings_check_results,
+    embeddings_check_specs,
+)
 from mesh_rag_pipelines.defs.conditions import index_condition
 from mesh_rag_pipelines.defs.partitions import shard_number, shard_partitions
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
@@ -89,22 +95,7 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         ),
         code_version=contract.chunking.identity,
         automation_condition=index_condition(contract),
-        check_specs=[
-            dg.AssetCheckSpec(
-                "quality_within_limits",
-                asset=chunks_key(contract),
-                blocking=True,
-                description=(
-                    "The share of records breaking the contract's quality rules is at most "
-                    f"{contract.quality.max_violation_rate:.0%}; above it the index waits."
-                ),
-            ),
-            dg.AssetCheckSpec(
-                "source_schema_stable",
-                asset=chunks_key(contract),
-                description="The source's fields and columns are the ones the contract maps.",
-            ),
-        ],
+        check_specs=chunks_check_specs(contract, chunks_key(contract)),
         **common_attributes(contract),
     )
     def _chunks(
@@ -127,7 +118,6 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         drift += result.schema_changes
         for line in drift:
             context.log.warning(f"{contract.name} shard {shard}: schema drift: {line}")
-        rate = result.quality_violations / result.records_read if result.records_read else 0.0
         metadata = {k: v for k, v in asdict(result).items() if k not in _DRIFT}
         return dg.MaterializeResult(
             metadata={
@@ -136,24 +126,7 @@ def chunks_asset(contract: DataProductContract) -> dg.AssetsDefinition:
                 "chunker": contract.chunking.identity,
                 "seconds": round(time.perf_counter() - started, 3),
             },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="quality_within_limits",
-                    passed=rate <= contract.quality.max_violation_rate,
-                    metadata={
-                        "violations": result.quality_violations,
-                        "records_read": result.records_read,
-                        "violation_rate": round(rate, 4),
-                        "max_violation_rate": contract.quality.max_violation_rate,
-                    },
-                ),
-                dg.AssetCheckResult(
-                    check_name="source_schema_stable",
-                    passed=not drift,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"drift": "; ".join(drift) or "none"},
-                ),
-            ],
+            check_results=chunks_check_results(contract, shard, result, drift, index_store.engine),
         )
 
     return _chunks
@@ -180,6 +153,7 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         code_version=index_version_id(contract),
         automation_condition=index_condition(contract),
         pool=embedding_pool(contract),
+        check_specs=embeddings_check_specs(embeddings_key(contract)),
         **common_attributes(contract),
     )
     def _embeddings(
@@ -211,7 +185,8 @@ def embeddings_asset(contract: DataProductContract) -> dg.AssetsDefinition:
                 "shard_rows": index_rows(index_store.engine, table, shard) if table else 0,
                 "dagster/table_name": f"mesh_rag.{table}" if table else "",
                 "dagster/column_schema": _index_columns(),
-            }
+            },
+            check_results=embeddings_check_results(contract, shard, index_store.engine),
         )
 
     return _embeddings

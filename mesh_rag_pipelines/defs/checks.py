@@ -1,75 +1,136 @@
-"""Asset checks of a shard's run: the invariant and the quarantine, judged for the shard the
-run materialized (other shards may be mid-run). The product-wide verdict (the whole index,
-golden queries) belongs to the release asset, once every shard is in."""
+"""Asset checks of a shard's run, evaluated in the step that materializes the shard, so that every
+materialization carries its verdict whoever requested it (a job, a backfill, an automation
+condition): the shard's quality, schema drift and quarantine on the chunks, the invariant on
+the embeddings. The product-wide verdict (the whole index, golden queries) belongs to the
+release asset, once every shard is in."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key
-from mesh_rag_pipelines.defs.partitions import shard_number
-from mesh_rag_pipelines.defs.resources import IndexStore
 from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD
+from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
 from mesh_rag_pipelines.store.health import IndexHealth, index_health
 from mesh_rag_pipelines.store.quarantine import quarantined_records
 
 QUARANTINE_SHOWN = 20
 
 
-def product_checks(contract: DataProductContract) -> list[dg.AssetChecksDefinition]:
-    key = embeddings_key(contract)
-
-    @dg.asset_check(
-        asset=key,
-        name="index_matches_source",
-        blocking=True,
-        description=(
-            "No ghost rows, no missing documents, one row per chunk: in the shard the run "
-            "materialized, or in the whole product when the run had no shard."
+def chunks_check_specs(contract: DataProductContract, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            "quality_within_limits",
+            asset=key,
+            blocking=True,
+            description=(
+                "The share of records breaking the contract's quality rules is at most "
+                f"{contract.quality.max_violation_rate:.0%}; above it the index waits."
+            ),
         ),
-    )
-    def index_matches_source(
-        context: dg.AssetCheckExecutionContext, index_store: IndexStore
-    ) -> dg.AssetCheckResult:
-        # Judge only what this run materialized: other shards may be mid-run or not yet built.
-        shard = shard_number(context.partition_key) if context.has_partition_key else None
-        health = index_health(index_store.engine, contract.name, shard=shard)
-        return health_verdict(health, context.partition_key if shard is not None else "all")
-
-    @dg.asset_check(
-        asset=chunks_key(contract),
-        name="no_quarantined_records",
-        description=(
-            "Every source record became a document; quarantined ones are listed with the "
-            "reason (re-drive them with `mesh-rag quarantine redrive` once fixed)."
+        dg.AssetCheckSpec(
+            "source_schema_stable",
+            asset=key,
+            description="The source's fields and columns are the ones the contract maps.",
         ),
-    )
-    def no_quarantined_records(
-        context: dg.AssetCheckExecutionContext, index_store: IndexStore
-    ) -> dg.AssetCheckResult:
-        records = quarantined_records(index_store.engine, [contract.name])
-        if context.has_partition_key:
-            shard = shard_number(context.partition_key)
-            records = [r for r in records if _shard_of_record(contract, r.doc_id) == shard]
-        rows = [
-            f"| {r.source_ref} | {r.record_ref} | {r.field or ''} | {r.reason} |"
-            for r in records[:QUARANTINE_SHOWN]
-        ]
-        table = "\n".join(["| source | record | field | reason |", "|---|---|---|---|", *rows])
-        return dg.AssetCheckResult(
-            passed=not records,
+        dg.AssetCheckSpec(
+            "no_quarantined_records",
+            asset=key,
+            description=(
+                "Every source record of the shard became a document; quarantined ones are "
+                "listed with the reason (re-drive them with `mesh-rag quarantine redrive` once "
+                "fixed). A warning: the rest of the shard is served."
+            ),
+        ),
+    ]
+
+
+def chunks_check_results(
+    contract: DataProductContract,
+    shard: int,
+    result: ChunkSetResult,
+    drift: list[str],
+    engine: Engine,
+) -> list[dg.AssetCheckResult]:
+    rate = result.quality_violations / result.records_read if result.records_read else 0.0
+    return [
+        dg.AssetCheckResult(
+            check_name="quality_within_limits",
+            passed=rate <= contract.quality.max_violation_rate,
+            metadata={
+                "violations": result.quality_violations,
+                "records_read": result.records_read,
+                "violation_rate": round(rate, 4),
+                "max_violation_rate": contract.quality.max_violation_rate,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="source_schema_stable",
+            passed=not drift,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"quarantined": len(records), "records": dg.MetadataValue.md(table)},
-        )
+            metadata={"drift": "; ".join(drift) or "none"},
+        ),
+        quarantine_result(contract, shard, engine),
+    ]
 
-    return [index_matches_source, no_quarantined_records]
 
-
-def health_verdict(health: IndexHealth | None, scope: str) -> dg.AssetCheckResult:
-    """The invariant over `scope` (a shard, or "all"): no ghost rows, one row per chunk."""
-    if health is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no live index version"})
+def quarantine_result(
+    contract: DataProductContract, shard: int, engine: Engine
+) -> dg.AssetCheckResult:
+    """The shard's quarantined records, each with file or table, line or id, field and reason."""
+    records = [
+        r
+        for r in quarantined_records(engine, [contract.name])
+        if (contract.shard_of(r.doc_id) if r.doc_id else QUARANTINE_SHARD) == shard
+    ]
+    rows = [
+        f"| {r.source_ref} | {r.record_ref} | {r.field or ''} | {r.reason} |"
+        for r in records[:QUARANTINE_SHOWN]
+    ]
+    table = "\n".join(["| source | record | field | reason |", "|---|---|---|---|", *rows])
     return dg.AssetCheckResult(
-        passed=health.ghost_rows == 0 and health.rows == health.expected_rows,
+        check_name="no_quarantined_records",
+        passed=not records,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined": len(records), "records": dg.MetadataValue.md(table)},
+    )
+
+
+def embeddings_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            "index_matches_source",
+            asset=key,
+            blocking=True,
+            description=(
+                "The invariant, in the shard the run materialized: every live document indexed "
+                "at its current version with its current ACL, no ghost rows, one row per chunk."
+            ),
+        )
+    ]
+
+
+def embeddings_check_results(
+    contract: DataProductContract, shard: int, engine: Engine
+) -> list[dg.AssetCheckResult]:
+    health = index_health(engine, contract.name, shard=shard)
+    return [health_verdict(health, f"{shard:02d}", check_name="index_matches_source")]
+
+
+def health_verdict(
+    health: IndexHealth | None, scope: str, check_name: str | None = None
+) -> dg.AssetCheckResult:
+    """The invariant over `scope` (a shard, or "all"), as IndexHealth defines it."""
+    named: dict[str, Any] = {"check_name": check_name} if check_name else {}
+    if health is None:
+        return dg.AssetCheckResult(
+            passed=False, metadata={"reason": "no live index version"}, **named
+        )
+    return dg.AssetCheckResult(
+        passed=health.consistent,
         metadata={
             "shard": scope,
             "live_documents": health.live_documents,
@@ -77,9 +138,7 @@ def health_verdict(health: IndexHealth | None, scope: str) -> dg.AssetCheckResul
             "rows": health.rows,
             "expected_rows": health.expected_rows,
             "documents_awaiting_index": health.missing_documents,
+            "acl_mismatches": health.acl_mismatches,
         },
+        **named,
     )
-
-
-def _shard_of_record(contract: DataProductContract, doc_id: str | None) -> int:
-    return contract.shard_of(doc_id) if doc_id else QUARANTINE_SHARD

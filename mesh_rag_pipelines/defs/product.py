@@ -6,7 +6,6 @@ import dagster as dg
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.assets import product_assets
 from mesh_rag_pipelines.defs.automation import automation_sensor, product_sensors
-from mesh_rag_pipelines.defs.checks import product_checks
 from mesh_rag_pipelines.defs.erasure import forget_job
 from mesh_rag_pipelines.defs.freshness import in_sync_check, in_sync_spec
 from mesh_rag_pipelines.defs.jobs import product_job, sync_now_job, validate_releases_job
@@ -18,11 +17,7 @@ def product_definitions(contract: DataProductContract) -> dg.Definitions:
     """One product's assets, checks, jobs, sensors and schedules, with the shared resources."""
     return dg.Definitions(
         assets=[*product_assets(contract), release_asset(contract), in_sync_spec(contract)],
-        asset_checks=[
-            *product_checks(contract),
-            *release_checks(contract),
-            in_sync_check(contract),
-        ],
+        asset_checks=[*release_checks(contract), in_sync_check(contract)],
         jobs=[
             product_job(contract),
             sync_now_job(contract),

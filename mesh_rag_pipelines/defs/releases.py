@@ -110,7 +110,10 @@ def whole_index_check(contract: DataProductContract) -> dg.AssetChecksDefinition
     @dg.asset_check(
         asset=release_key(contract),
         name="index_matches_source",
-        description="Every shard of the live index: no ghost rows, one row per chunk.",
+        description=(
+            "The invariant over every shard of the live index: every live document indexed at "
+            "its current version with its current ACL, no ghost rows, one row per chunk."
+        ),
     )
     def _whole(index_store: IndexStore) -> dg.AssetCheckResult:
         return health_verdict(index_health(index_store.engine, contract.name), "all")
