@@ -15,7 +15,8 @@ SOURCE_CHANGED = dg.AutomationCondition.eager().with_label("source shard changed
 
 # The product-wide verdict (the release asset and its checks) follows a sync or a backfill once
 # no shard is in progress, at most once per window of this schedule: a landing zone syncs every
-# few seconds, and each verdict embeds the golden queries.
+# few seconds, and each verdict embeds the golden queries. A new index version (the asset's
+# code version is the contract's version id) is judged as soon as its backfill is in.
 VERDICT_WINDOW_CRON = "*/15 * * * *"
 VERDICT_CONDITION = (
     dg.AutomationCondition.any_deps_match(
@@ -23,10 +24,13 @@ VERDICT_CONDITION = (
     ).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-    & ~dg.AutomationCondition.newly_requested().since(
-        dg.AutomationCondition.cron_tick_passed(VERDICT_WINDOW_CRON)
+    & (
+        ~dg.AutomationCondition.newly_requested().since(
+            dg.AutomationCondition.cron_tick_passed(VERDICT_WINDOW_CRON)
+        )
+        | dg.AutomationCondition.code_version_changed().since_last_handled()
     )
-).with_label("verdict once every shard is in, at most once per window")
+).with_label("verdict once every shard is in, at most once per window or per new version")
 
 
 def index_condition(contract: DataProductContract) -> dg.AutomationCondition:

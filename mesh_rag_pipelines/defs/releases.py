@@ -43,6 +43,7 @@ def release_asset(contract: DataProductContract) -> dg.AssetsDefinition:
         deps=[embeddings_key(contract)],
         kinds={"pgvector"},
         automation_condition=VERDICT_CONDITION,
+        code_version=index_version_id(contract),
         description=(
             f"The product-wide verdict on {contract.name}'s index (every shard against its "
             "source, golden queries), and its releases: once a candidate version (a new "
