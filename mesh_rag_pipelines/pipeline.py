@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.governance.policy import ensure_granted
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.files import read_files
 from mesh_rag_pipelines.sources.landing_cursor import (
@@ -63,6 +64,10 @@ class SourceAccess:
 
 
 def read_source(contract: DataProductContract, shard: int, access: SourceAccess) -> SourceRead:
+    """The shard's changes, read only if the platform policy, as it stands now, grants the
+    contract's source to its domain (SourceNotGranted otherwise, with the message `mesh-rag
+    check` gives): whatever path the contract took here, and however long ago it was loaded."""
+    ensure_granted(contract)
     known = known_documents(access.engine, contract.name, shard)
     kind = contract.source.kind
     if kind == "files":

@@ -11,6 +11,7 @@ OPERATOR_DATABASE_URL = "MESH_RAG_OPERATOR_DATABASE_URL"
 PROFILE = "MESH_RAG_PROFILE"
 HOME = "MESH_RAG_HOME"
 CONTRACTS_DIR = "MESH_RAG_CONTRACTS_DIR"
+PLATFORM_POLICY = "MESH_RAG_PLATFORM_POLICY"
 S3_ENDPOINT_URL = "MESH_RAG_S3_ENDPOINT_URL"
 OPENAI_API_KEY = "OPENAI_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
@@ -60,6 +61,13 @@ def home() -> Path:
 def contracts_dir() -> Path | None:
     value = os.environ.get(CONTRACTS_DIR)
     return Path(value) if value else None
+
+
+def platform_policy() -> Path | None:
+    """The platform policy file, if named; else the contracts folder's platform_policy.yaml
+    (the nearest at or above it) governs (governance/policy.py)."""
+    value = os.environ.get(PLATFORM_POLICY)
+    return Path(value).expanduser() if value else None
 
 
 def pii_hash_key() -> bytes | None:

@@ -25,7 +25,7 @@ from mesh_rag_pipelines.samples import ensure_bucket
 from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
 from mesh_rag_pipelines.services.local_s3 import ensure_local_s3, stop_local_s3
 from mesh_rag_pipelines.store.database import engine_for, psycopg2_url
-from mesh_rag_pipelines_tests.helpers import shipped_contract
+from mesh_rag_pipelines_tests.helpers import grant, shipped_contract
 
 # The tests start their own services and name them; the local profile covers the rest.
 os.environ.setdefault("MESH_RAG_PROFILE", "local")
@@ -111,7 +111,9 @@ def minilm() -> Embedder:
 def products_dir(tmp_path: Path, s3_endpoint: str) -> Path:
     """A private copy of the shipped products, as plain contract files (`<name>.yaml`) beside
     copies of their sample data, with a bucket of its own, so that a test can edit contracts,
-    documents and rows without touching the repository."""
+    documents and rows without touching the repository. Its platform policy
+    (`platform_policy.yaml`) grants each domain exactly its sample's source, as the shipped one
+    does: the store's `sample_sources.*`, the bucket's `support_tickets/`, the policies' folder."""
     target = tmp_path / "products"
     target.mkdir()
     bucket = f"landing-{uuid.uuid4().hex[:10]}"
@@ -120,6 +122,11 @@ def products_dir(tmp_path: Path, s3_endpoint: str) -> Path:
         text = shipped_contract(name, tmp_path / "sample_data" / name)
         text = text.replace("bucket: northwind-landing", f"bucket: {bucket}")
         (target / f"{name}.yaml").write_text(text)
+    grant(target, "commerce", databases=[{"tables": ["sample_sources.*"]}])
+    grant(
+        target, "customer_support", buckets=[{"bucket": bucket, "prefixes": ["support_tickets/"]}]
+    )
+    grant(target, "people", folders=[str(tmp_path / "sample_data" / "hr_policies")])
     ensure_bucket(s3_client(s3_endpoint), bucket)
     return target
 

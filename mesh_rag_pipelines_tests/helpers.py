@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, load_contract
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, contract_text, find_contract
 from mesh_rag_pipelines.contracts.model import shard_of as _shard_of
 from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.governance.policy import POLICY_FILE
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.settings import DEFAULT_SHARDS
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
@@ -82,3 +85,18 @@ def shipped_contract(name: str, data: Path) -> str:
     path = find_contract(PRODUCTS_DIR, name)
     shutil.copytree(path.parent / "sample_data", data)
     return contract_text(path).replace(": sample_data", f": {data}")
+
+
+def grant(folder: Path, domain: str, **entries: list[Any]) -> Path:
+    """Add to the platform policy of the contracts folder `folder` (written if absent) what the
+    platform team grants `domain`: `databases=[{"tables": [...], "database_url_env": ...}]`,
+    `buckets=[{"bucket": ..., "prefixes": [...]}]` or `folders=[...]`."""
+    path = folder / POLICY_FILE
+    policy = yaml.safe_load(path.read_text()) if path.exists() else None
+    policy = policy or {"domains": {}}
+    granted = policy["domains"].setdefault(domain, {}) or {}
+    policy["domains"][domain] = granted
+    for kind, values in entries.items():
+        granted.setdefault(kind, []).extend(values)
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return path

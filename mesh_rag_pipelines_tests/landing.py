@@ -18,7 +18,7 @@ from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
 from mesh_rag_pipelines.store.index_writer import IndexResult
-from mesh_rag_pipelines_tests.helpers import index_rows
+from mesh_rag_pipelines_tests.helpers import grant, index_rows
 
 TICKET_COLUMNS = [
     "ticket_id",
@@ -51,7 +51,7 @@ def ticket(ticket_id: str, version: int, subject: str, body: str, **extra: Any) 
 
 def contract_variant(products_dir: Path, name: str, source_format: str) -> DataProductContract:
     """A copy of the shipped ticket contract, named `name`, reading `<name>/` in the same bucket
-    in `source_format` (jsonl, debezium or dms_csv)."""
+    in `source_format` (jsonl, debezium or dms_csv); the platform policy grants it that prefix."""
     source = f"format: {source_format}"
     if source_format == "dms_csv":
         source += f"\n  dms_columns: [{', '.join(TICKET_COLUMNS)}]"
@@ -64,7 +64,13 @@ def contract_variant(products_dir: Path, name: str, source_format: str) -> DataP
     )
     path = products_dir / f"{name}.yaml"
     path.write_text(text)
-    return load_contract(path)
+    contract = load_contract(path)
+    grant(
+        products_dir,
+        contract.domain,
+        buckets=[{"bucket": contract.source.bucket, "prefixes": [f"{name}/"]}],
+    )
+    return contract
 
 
 def land(s3: Any, contract: DataProductContract, file_name: str, lines: list[str]) -> str:

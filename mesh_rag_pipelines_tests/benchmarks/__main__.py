@@ -20,6 +20,7 @@ BENCHMARKS = (
     "latency",
     "delete_detection",
     "freshness",
+    "freshness_daemon",
     "release",
     "rls",
 )

@@ -31,7 +31,7 @@ from mesh_rag_pipelines.services.local_s3 import stop_local_s3
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines_tests.benchmarks import results
 from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.helpers import shipped_contract
+from mesh_rag_pipelines_tests.helpers import grant, shipped_contract
 
 PRODUCT = "support_tickets"
 DAGSTER_YAML = """\
@@ -53,6 +53,9 @@ def _product_folder(workdir: Path, bucket: str) -> Path:
     text = shipped_contract(PRODUCT, workdir / "sample_data")
     (folder / f"{PRODUCT}.yaml").write_text(
         text.replace("bucket: northwind-landing", f"bucket: {bucket}")
+    )
+    grant(
+        folder, "customer_support", buckets=[{"bucket": bucket, "prefixes": ["support_tickets/"]}]
     )
     return folder
 

@@ -46,6 +46,12 @@ KEYS = (
     "rls_p99_ms_50pct",
     "cli_build_floor_ratio",
     "cli_noop_run_seconds_median",
+    "freshness_daemon_p50_s_landing",
+    "freshness_daemon_p95_s_landing",
+    "freshness_daemon_p50_s_table",
+    "freshness_daemon_p95_s_table",
+    "freshness_daemon_p50_s_files",
+    "freshness_daemon_p95_s_files",
     "measured_at",
 )
 

@@ -20,6 +20,7 @@ from mesh_rag_pipelines.contracts import ChunkingSpec, DataProductContract, load
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval.evaluation import load_qrels, load_queries
+from mesh_rag_pipelines_tests.helpers import grant
 
 SCIFACT_DIR = Path(os.environ.get("MESH_RAG_SCIFACT_DIR", "/work/shared/eval/scifact"))
 SOURCE_TABLE = "bench_source.scifact"
@@ -134,6 +135,7 @@ def write_contract(folder: Path, choice: ChunkingChoice) -> DataProductContract:
             overlap_words=choice.overlap_words,
         )
     )
+    grant(folder, "evaluation", databases=[{"tables": [SOURCE_TABLE]}])
     return load_contract(path)
 
 
