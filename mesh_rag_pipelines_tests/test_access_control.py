@@ -16,10 +16,11 @@ from sqlalchemy.exc import ProgrammingError
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.governance.access import SERVING_ROLE
+from mesh_rag_pipelines.governance.access import OPERATOR_ROLE, SERVING_ROLE, InvalidCallerGroup
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.services.embedded_postgres import local_login
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.helpers import edited
@@ -44,8 +45,8 @@ def built(
 
 
 def _serving_login(database_url: str) -> Engine:
-    url = create_engine(database_url).url.set(username=SERVING_ROLE, password=None)
-    return create_engine(url)
+    """The serving role, logged in with its own (generated) password."""
+    return create_engine(local_login(database_url, SERVING_ROLE))
 
 
 def _rows(engine: Engine, product: str) -> int:
@@ -54,10 +55,12 @@ def _rows(engine: Engine, product: str) -> int:
         return int(conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.{table}")).scalar_one())
 
 
-def _visible_rows(serving: Engine, table: str, groups: str | None) -> int:
+def _visible_rows(serving: Engine, table: str, groups: list[str] | None) -> int:
     with serving.begin() as conn:
         if groups is not None:
-            conn.execute(text("SELECT set_config('mesh_rag.groups', :g, true)"), {"g": groups})
+            conn.execute(
+                text(f"SELECT {SCHEMA}.set_caller_groups(CAST(:g AS text[]))"), {"g": groups}
+            )
         return int(conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.{table}")).scalar_one())
 
 
@@ -71,10 +74,13 @@ def test_raw_sql_as_the_serving_role_sees_exactly_the_callers_rows(
     assert all_tickets > 100 and all_policies > 50
 
     assert _visible_rows(serving, tickets, None) == 0  # no caller, no rows
-    assert _visible_rows(serving, tickets, "contractors") == 0
-    assert _visible_rows(serving, tickets, "support_agents") == all_tickets
-    assert _visible_rows(serving, policies, "support_agents") == 0
-    assert _visible_rows(serving, policies, "hr,support_agents") == all_policies
+    assert _visible_rows(serving, tickets, ["contractors"]) == 0
+    assert _visible_rows(serving, tickets, ["support_agents"]) == all_tickets
+    assert _visible_rows(serving, policies, ["support_agents"]) == 0
+    assert _visible_rows(serving, policies, ["hr", "support_agents"]) == all_policies
+    with serving.begin() as conn:  # only the store's own function sets the groups
+        conn.execute(text("SELECT set_config('mesh_rag.groups', 'hr,support_agents', true)"))
+        assert conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.{policies}")).scalar() == 0
     with pytest.raises(ProgrammingError, match="permission denied"), serving.connect() as conn:
         conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.document_state"))
     serving.dispose()
@@ -94,6 +100,9 @@ def test_the_api_returns_nothing_outside_the_callers_groups(
     assert seen(Caller()) == set()
     assert seen(Caller.of(["support_agents"])) == {"support_tickets"}
     assert seen(Caller.of(["employees", "support_agents"])) == {"hr_policies", "support_tickets"}
+    # A group holding a comma is refused whole, never read as two groups.
+    with pytest.raises(InvalidCallerGroup, match="invalid caller group 'x,employees'"):
+        seen(Caller.of(["support_agents", "x,employees"]))
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,7 +141,11 @@ def test_the_cli_requires_a_caller_and_filters_by_its_groups(
     operator = _cli(env, "query", QUERY, "--operator")
     assert operator.returncode != 0
     assert "needs MESH_RAG_OPERATOR_DATABASE_URL" in operator.stderr
-    env["MESH_RAG_OPERATOR_DATABASE_URL"] = database_url
+    env["MESH_RAG_OPERATOR_DATABASE_URL"] = local_login(database_url, SERVING_ROLE)
+    operator = _cli(env, "query", QUERY, "--operator")
+    assert operator.returncode != 0
+    assert "which is subject to row-level security" in operator.stderr
+    env["MESH_RAG_OPERATOR_DATABASE_URL"] = local_login(database_url, OPERATOR_ROLE)
     operator = _cli(env, "query", QUERY, "--operator", "--json", "-k", "100")
     assert operator.returncode == 0, operator.stderr
     assert '"product": "hr_policies"' in operator.stdout

@@ -237,3 +237,14 @@ def test_a_product_given_up_on_is_dropped_from_the_store(
     assert left == dict.fromkeys(tables, 0)
     assert index_tables == 0 and cached == 0
     assert tuple(history) == ("dropped", "retired")
+
+
+def test_a_caller_group_hiding_a_second_group_is_refused(
+    mesh_rag: MeshRag, products_dir: Path
+) -> None:
+    _only(products_dir, "hr_policies")
+    mesh_rag.run("build")
+    refused = mesh_rag.run("query", "leave", "--group", "x,employees", ok=False)
+    assert refused.returncode == 1
+    assert "invalid caller group 'x,employees'" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
+from typing import Any
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.cli.contracts import broken_files, contract, loaded_contracts
@@ -205,7 +206,7 @@ def products(as_json: bool) -> None:
     from mesh_rag_pipelines.store.index_versions import live_versions
 
     live = {version.product: version.id for version in live_versions(store_engine())}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for found in loaded_contracts():
         lag = source_lag(found, source_access(found))
         rows.append(
@@ -243,7 +244,10 @@ def products(as_json: bool) -> None:
             f"live {row['live_version'] or 'none'}  {state}"
         )
     for row in broken:
-        print(f"{row['domain']}/{row['product']}  CONTRACT BROKEN ({row['broken']}): not served")
+        print(
+            f"{row['domain']}/{row['product']}  CONTRACT BROKEN ({row['broken']}): not synced "
+            "or served until it is fixed"
+        )
 
 
 def drop(product: str, confirmed: bool, reason: str | None) -> None:

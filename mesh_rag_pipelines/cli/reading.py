@@ -16,6 +16,7 @@ from mesh_rag_pipelines.cli.contracts import contract, loaded_contracts
 def _request(args: argparse.Namespace) -> Any:
     """The caller and the request the query and answer commands share; a caller identity is
     required: the groups to read as, or the separately configured operator view."""
+    from mesh_rag_pipelines.governance.access import InvalidCallerGroup
     from mesh_rag_pipelines.retrieval import OPERATOR, Caller
     from mesh_rag_pipelines.retrieval.request import RetrievalRequest
 
@@ -26,9 +27,13 @@ def _request(args: argparse.Namespace) -> Any:
         )
     for product in args.product or ():
         contract(product)  # a broken or unknown product is refused by name
+    try:
+        caller = OPERATOR if args.operator else Caller.of(args.group)
+    except InvalidCallerGroup as exc:
+        raise SystemExit(str(exc)) from None
     return RetrievalRequest(
         query=args.text,
-        caller=OPERATOR if args.operator else Caller.of(args.group),
+        caller=caller,
         k=args.k,
         unit="documents" if args.documents else "chunks",
         products=tuple(args.product or ()),

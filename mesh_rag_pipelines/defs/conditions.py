@@ -9,7 +9,8 @@ from mesh_rag_pipelines.contracts import DataProductContract
 
 _SETTLED = ~dg.AutomationCondition.in_progress() & ~dg.AutomationCondition.any_deps_in_progress()
 RELEASE_BACKFILL = (
-    dg.AutomationCondition.code_version_changed().since_last_handled() & _SETTLED
+    dg.AutomationCondition.code_version_changed().since_last_handled()  # type: ignore[misc]
+    & _SETTLED
 ).with_label("new index version: backfill every shard")
 SOURCE_CHANGED = dg.AutomationCondition.eager().with_label("source shard changed")
 
@@ -28,7 +29,7 @@ VERDICT_CONDITION = (
         ~dg.AutomationCondition.newly_requested().since(
             dg.AutomationCondition.cron_tick_passed(VERDICT_WINDOW_CRON)
         )
-        | dg.AutomationCondition.code_version_changed().since_last_handled()
+        | dg.AutomationCondition.code_version_changed().since_last_handled()  # type: ignore[misc]
     )
 ).with_label("verdict once every shard is in, at most once per window or per new version")
 

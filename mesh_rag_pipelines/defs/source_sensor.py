@@ -117,7 +117,10 @@ def source_sensor(contract: DataProductContract) -> dg.SensorDefinition:
             for shard, seen in observed.items():
                 if recorded.get(shard, (0, ""))[1] != seen.data_version or shard in stalled:
                     newest = seen.newest_change.isoformat() if seen.newest_change else ""
-                    metadata = {"records": seen.records, "newest_change": newest}
+                    metadata: dict[str, int | str] = {
+                        "records": seen.records,
+                        "newest_change": newest,
+                    }
                     events += source_version_events(contract, shard, seen.data_version, metadata)
                     behind.add(shard)
             waiting, observed_at = waiting_changes(contract, access), now

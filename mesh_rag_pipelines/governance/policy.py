@@ -46,7 +46,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts.model import DataProductContract
-from mesh_rag_pipelines.store.schema import SCHEMA
 
 POLICY_FILE = "platform_policy.yaml"
 # Readable by no contract in any database: PostgreSQL reserves every pg_* schema name.
@@ -228,6 +227,8 @@ def reserved_table(table: str) -> Refusal | None:
             f"{table!r} names no schema: the platform policy grants tables by schema, so write "
             f"it as <schema>.{table} (an unqualified name may resolve to a system table)",
         )
+    from mesh_rag_pipelines.store.schema import SCHEMA  # the store imports contracts
+
     lowered = schema.lower()
     if lowered == SCHEMA:
         return Refusal("source.table", f"{table} is the store's own table: no contract may read it")

@@ -10,7 +10,9 @@ a selectivity estimate that a per-transaction caller setting makes blind, so the
 here, from the table's own statistics: the share of rows in each of the caller's groups (ANALYZE's
 most-common-elements) times the table's size. The serving role cannot read statistics of tables
 under row-level security, so a function of the owner's (`mesh_rag.readable_rows`) gives it that
-one estimate, for its own groups only.
+one estimate: for index-version tables only (those under its caller policy), for the caller's
+verified groups only, so it tells nothing a count under the same groups would not. The table's
+size (`pg_class.reltuples`) is in the catalog, which every role reads.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def readable_share(conn: Connection, table_name: str) -> tuple[float | None, flo
     readable, total = conn.execute(
         text(
             f"SELECT {SCHEMA}.readable_rows(:table), "
-            "(SELECT reltuples FROM pg_class WHERE oid = to_regclass(:qualified))"
+            "(SELECT c.reltuples FROM pg_catalog.pg_class AS c "
+            "WHERE c.oid = pg_catalog.to_regclass(:qualified))"
         ),
         {"table": table_name, "qualified": f"{SCHEMA}.{table_name}"},
     ).one()

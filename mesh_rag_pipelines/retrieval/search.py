@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
-from mesh_rag_pipelines.governance.access import act_as_caller
+from mesh_rag_pipelines.governance.access import act_as_caller, caller_groups
 from mesh_rag_pipelines.governance.pii import query_masker
 from mesh_rag_pipelines.retrieval.planning import plan_scan
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
@@ -41,7 +41,8 @@ class Caller:
 
     @classmethod
     def of(cls, groups: Iterable[str]) -> Caller:
-        return cls(tuple(sorted(set(groups))))
+        """Groups checked like a contract's: a separator cannot hide a second group in one."""
+        return cls(tuple(caller_groups(list(groups))))
 
     @classmethod
     def of_product(cls, contract: DataProductContract) -> Caller:
