@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, text
 
+from benchmarks import results, scifact_product
+from benchmarks.database import benchmark_database
+from benchmarks.scifact_product import ChunkingChoice
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.retrieval import Caller, search
@@ -23,9 +26,6 @@ from mesh_rag_pipelines.retrieval.evaluation import mean_scores, rank_documents
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.scifact_product import ChunkingChoice
 
 # The contract's default chunking: whole paragraphs packed to 180 words with 20 words carried
 # over. RESULTS.md explains the choice against the other settings of the sweep.

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results import RESULTS_DIR
 from mesh_rag_pipelines_tests.acceptance.harness import Acceptance, free_port
 from mesh_rag_pipelines_tests.acceptance.tickets import jsonl, ticket_upsert
-from mesh_rag_pipelines_tests.benchmarks.results import RESULTS_DIR
 
 KINDS = ("landing", "table", "files")
 POLL_SECONDS = 0.25

@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, select, text
 
+from benchmarks import results, scifact_product
+from benchmarks.database import benchmark_database
+from benchmarks.scifact import CHOSEN, server_versions
 from mesh_rag_pipelines.chunking import chunk_document, text_hash
 from mesh_rag_pipelines.contracts import DataProductContract, load_contract
 from mesh_rag_pipelines.embedding import embedder_for
@@ -41,9 +44,6 @@ from mesh_rag_pipelines.releases import rollback, swap
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.index_versions import index_version_id
 from mesh_rag_pipelines.store.schema import SCHEMA, EmbeddingCache
-from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.scifact import CHOSEN, server_versions
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 IDLE_SECONDS = int(os.environ.get("MESH_RAG_BENCH_IDLE_SECONDS", "60"))

@@ -21,14 +21,14 @@ import numpy as np
 from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.dialects.postgresql import array
 
+from benchmarks import results
+from benchmarks.database import benchmark_database
+from benchmarks.scifact import server_versions
+from benchmarks.synthetic_vectors import GaussianMixture, exact_top_k
 from mesh_rag_pipelines.contracts.model import IndexSpec
 from mesh_rag_pipelines.store import binary_copy as enc
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.schema import SCHEMA, hnsw_index, index_table
-from mesh_rag_pipelines_tests.benchmarks import results
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.scifact import server_versions
-from mesh_rag_pipelines_tests.benchmarks.synthetic_vectors import GaussianMixture, exact_top_k
 
 GROUPS = 10
 QUERIES = 300

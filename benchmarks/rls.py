@@ -21,14 +21,9 @@ import time
 import numpy as np
 from sqlalchemy import Engine, select, text
 
-from mesh_rag_pipelines.contracts.model import IndexSpec
-from mesh_rag_pipelines.governance.access import act_as_caller, protect_index_table
-from mesh_rag_pipelines.retrieval.planning import plan_scan
-from mesh_rag_pipelines.store.database import engine_for
-from mesh_rag_pipelines.store.schema import hnsw_index, index_table
-from mesh_rag_pipelines_tests.benchmarks import results
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.latency import (
+from benchmarks import results
+from benchmarks.database import benchmark_database
+from benchmarks.latency import (
     PASSES,
     QUERIES,
     WARM_UP,
@@ -37,8 +32,13 @@ from mesh_rag_pipelines_tests.benchmarks.latency import (
     load,
     row_key,
 )
-from mesh_rag_pipelines_tests.benchmarks.scifact import server_versions
-from mesh_rag_pipelines_tests.benchmarks.synthetic_vectors import GaussianMixture, exact_top_k
+from benchmarks.scifact import server_versions
+from benchmarks.synthetic_vectors import GaussianMixture, exact_top_k
+from mesh_rag_pipelines.contracts.model import IndexSpec
+from mesh_rag_pipelines.governance.access import act_as_caller, protect_index_table
+from mesh_rag_pipelines.retrieval.planning import plan_scan
+from mesh_rag_pipelines.store.database import engine_for
+from mesh_rag_pipelines.store.schema import hnsw_index, index_table
 
 GROUPS = 100
 SHARES = (1, 10, 50)  # percent of rows the caller's groups cover

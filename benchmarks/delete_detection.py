@@ -16,14 +16,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from benchmarks import results
+from benchmarks.database import benchmark_database
+from benchmarks.scifact import server_versions
 from mesh_rag_pipelines.contracts import load_contract
 from mesh_rag_pipelines.settings import DEFAULT_SHARDS
 from mesh_rag_pipelines.sources.documents import KnownDocument
 from mesh_rag_pipelines.sources.postgres_table import read_table
 from mesh_rag_pipelines.store.database import engine_for
-from mesh_rag_pipelines_tests.benchmarks import results
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.scifact import server_versions
 from mesh_rag_pipelines_tests.helpers import shard_of
 
 ROWS = 100_000

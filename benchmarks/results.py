@@ -30,8 +30,6 @@ KEYS = (
     "p50_ms_1m",
     "p99_ms_1m",
     "recall10_1m",
-    "freshness_lag_p50_s",
-    "freshness_lag_p95_s",
     "release_backfill_floor_ratio",
     "release_chunker_texts_embedded",
     "release_chunker_new_texts",

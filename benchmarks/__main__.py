@@ -1,6 +1,6 @@
-"""`python -m mesh_rag_pipelines_tests.benchmarks <name> [options]`; `all` runs every benchmark.
+"""`python -m benchmarks <name> [options]`; `all` runs every benchmark.
 
-Figures are printed and merged into mesh_rag_pipelines_tests/benchmarks/results.json; the
+Figures are printed and merged into benchmarks/results.json; the
 details behind them go to <name>.details.json beside it, for RESULTS.md.
 """
 
@@ -10,7 +10,7 @@ import importlib
 import json
 import sys
 
-from mesh_rag_pipelines_tests.benchmarks import results
+from benchmarks import results
 
 BENCHMARKS = (
     "scifact",
@@ -19,7 +19,6 @@ BENCHMARKS = (
     "incremental",
     "latency",
     "delete_detection",
-    "freshness",
     "freshness_daemon",
     "release",
     "rls",
@@ -28,13 +27,11 @@ BENCHMARKS = (
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in (*BENCHMARKS, "all"):
-        print(
-            f"usage: python -m mesh_rag_pipelines_tests.benchmarks {{{','.join(BENCHMARKS)},all}}"
-        )
+        print(f"usage: python -m benchmarks {{{','.join(BENCHMARKS)},all}}")
         return 2
     names = BENCHMARKS if argv[0] == "all" else (argv[0],)
     for name in names:
-        module = importlib.import_module(f"mesh_rag_pipelines_tests.benchmarks.{name}")
+        module = importlib.import_module(f"benchmarks.{name}")
         figures = module.run(argv[1:] if argv[0] != "all" else [])
         results.record(figures)
         print(f"{name}: {json.dumps(figures)}", flush=True)

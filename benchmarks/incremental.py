@@ -19,15 +19,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from benchmarks import results, scifact_product
+from benchmarks.database import benchmark_database
+from benchmarks.scifact import CHOSEN
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.benchmarks import results, scifact_product
-from mesh_rag_pipelines_tests.benchmarks.database import benchmark_database
-from mesh_rag_pipelines_tests.benchmarks.scifact import CHOSEN
 
 ROUNDS = 3
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
