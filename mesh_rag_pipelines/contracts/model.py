@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from mesh_rag_pipelines.settings import DEFAULT_SHARDS
 
 _NAME = r"^[a-z][a-z0-9_]{1,62}$"
+# A product's name is part of PostgreSQL identifiers of at most 63 characters: its index tables
+# `idx_<name>__<10 hex digits>` and their indexes (`..._hnsw`): 63 - 21 characters are left.
+MAX_PRODUCT_NAME = 42
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _LONGEST_DURATION = timedelta(days=36500)
@@ -362,6 +365,17 @@ class DataProductContract(_Strict):
         """Paths in a contract are relative to the folder of its YAML file."""
         base = self._origin.parent if self._origin else Path.cwd()
         return (base / relative).resolve()
+
+    @field_validator("name")
+    @classmethod
+    def _fits_identifiers(cls, value: str) -> str:
+        if len(value) > MAX_PRODUCT_NAME:
+            raise ValueError(
+                f"{value!r} has {len(value)} characters, more than {MAX_PRODUCT_NAME}: a product's "
+                "name is part of PostgreSQL identifiers (idx_<name>__<version>_hnsw), which hold "
+                "at most 63"
+            )
+        return value
 
     @field_validator("owner")
     @classmethod

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from mesh_rag_pipelines.contracts.model import GROUP_PATTERN
-from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines.store.schema import SCHEMA, qualified
 
 SERVING_ROLE = "mesh_rag_serving"
 # The local operator role (BYPASSRLS, a member of the serving role for its grants), made by the
@@ -64,7 +64,7 @@ def caller_groups(groups: Sequence[str]) -> list[str]:
 def protect_index_table(conn: Connection, table_name: str) -> None:
     """Row-level security on one index-version table, readable by the serving role. The policy
     calls `caller_groups()` in a scalar subquery, so it runs once per query, not per row."""
-    table = f"{SCHEMA}.{table_name}"  # registry value, not user input
+    table = qualified(table_name)
     conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
     conn.execute(text(f"DROP POLICY IF EXISTS {POLICY} ON {table}"))
     conn.execute(

@@ -35,7 +35,7 @@ from mesh_rag_pipelines.store.index_versions import (
     lock_product_releases,
     record_event,
 )
-from mesh_rag_pipelines.store.schema import SCHEMA, IndexVersion
+from mesh_rag_pipelines.store.schema import SCHEMA, IndexVersion, qualified
 
 GOLDEN_K = 5
 OVERLAP_K = 10
@@ -186,7 +186,7 @@ def _structure(
 
 
 def _vector_stats(engine: Engine, version: IndexVersion) -> dict[str, Any]:
-    table = f"{SCHEMA}.{version.table_name}"  # registry value, not user input
+    table = qualified(version.table_name)
     with engine.connect() as conn:
         row = conn.execute(
             text(

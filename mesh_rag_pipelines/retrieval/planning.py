@@ -22,7 +22,7 @@ from math import ceil
 
 from sqlalchemy import Connection, text
 
-from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines.store.schema import SCHEMA, qualified
 
 # Below this many readable rows, exact distances beat the graph walk (measured in
 # benchmarks/rls.py: about 3.5 microseconds a row for 384 dimensions).
@@ -48,7 +48,7 @@ def readable_share(conn: Connection, table_name: str) -> tuple[float | None, flo
             "(SELECT c.reltuples FROM pg_catalog.pg_class AS c "
             "WHERE c.oid = pg_catalog.to_regclass(:qualified))"
         ),
-        {"table": table_name, "qualified": f"{SCHEMA}.{table_name}"},
+        {"table": table_name, "qualified": qualified(table_name)},
     ).one()
     return (None if readable is None else float(readable)), float(total or 0)
 

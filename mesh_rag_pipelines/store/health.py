@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.store.index_versions import live_versions
-from mesh_rag_pipelines.store.schema import SCHEMA, IndexVersion
+from mesh_rag_pipelines.store.schema import SCHEMA, IndexVersion, qualified
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def index_health(
         if not versions:
             return None
         version = versions[0]
-    table = f"{SCHEMA}.{version.table_name}"  # registry value, not user input
+    table = qualified(version.table_name)
     with engine.connect() as conn:
         row = conn.execute(
             text(f"""
@@ -97,7 +97,7 @@ def index_health(
 
 def index_rows(engine: Engine, table_name: str, shard: int | None = None) -> int:
     """Rows of an index-version table, in one shard or all."""
-    table = f"{SCHEMA}.{table_name}"  # registry value, not user input
+    table = qualified(table_name)
     where = "" if shard is None else " WHERE shard = :s"
     with engine.connect() as conn:
         return int(

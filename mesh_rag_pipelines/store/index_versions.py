@@ -23,7 +23,6 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import IndexSpec
 from mesh_rag_pipelines.governance.access import protect_index_table
 from mesh_rag_pipelines.store.schema import (
-    SCHEMA,
     DocumentState,
     IndexedDocument,
     IndexVersion,
@@ -31,6 +30,8 @@ from mesh_rag_pipelines.store.schema import (
     ServingPointer,
     hnsw_index,
     index_table,
+    index_table_name,
+    qualified,
 )
 
 # Statuses of versions that every sync keeps equal to document state.
@@ -88,7 +89,7 @@ def ensure_index_version(
         ).scalar_one_or_none()
         status = "building" if live else "live"
         spec = version_spec(contract)
-        table_name = f"idx_{version_id}"
+        table_name = index_table_name(version_id)
         values = {
             "id": version_id,
             "product": contract.name,
@@ -266,7 +267,7 @@ def build_index(engine: Engine, version: IndexVersion) -> bool:
         )
         conn.execute(CreateIndex(index, if_not_exists=True))
         # Fresh statistics: retrieval plans filtered queries from the share of each ACL group.
-        conn.execute(text(f"ANALYZE {SCHEMA}.{version.table_name}"))
+        conn.execute(text(f"ANALYZE {qualified(version.table_name)}"))
         conn.execute(
             update(IndexVersion)
             .where(IndexVersion.id == version.id)

@@ -54,13 +54,13 @@ from mesh_rag_pipelines.store.index_versions import (
 from mesh_rag_pipelines.store.layout import check_shards
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.schema import (
-    SCHEMA,
     Chunk,
     DocumentState,
     EmbeddingCache,
     IndexedDocument,
     IndexVersion,
     index_table,
+    qualified,
 )
 
 # One embedder for every version (tests), or the embedder of a version's embedding spec.
@@ -353,7 +353,7 @@ def _write_batch(
     )
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.copy_expert(
-        f"COPY {SCHEMA}.{version.table_name} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT binary)",
+        f"COPY {qualified(version.table_name)} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT binary)",
         copy_payload(rows),
     )
     written = cursor.rowcount

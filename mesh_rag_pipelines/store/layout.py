@@ -14,7 +14,13 @@ from sqlalchemy.dialects.postgresql import insert
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import shard_of
 from mesh_rag_pipelines.store.index_versions import lock_product_releases, product_versions
-from mesh_rag_pipelines.store.schema import SCHEMA, LandingObject, ProductLayout, SourceCursor
+from mesh_rag_pipelines.store.schema import (
+    SCHEMA,
+    LandingObject,
+    ProductLayout,
+    SourceCursor,
+    qualified,
+)
 
 
 class ShardCountChanged(RuntimeError):
@@ -70,7 +76,7 @@ def reshard(engine: Engine, contract: DataProductContract) -> tuple[int | None, 
         tables = ["document_state"] + [v.table_name for v in product_versions(conn, contract.name)]
         for table in tables:
             conn.execute(
-                text(f"UPDATE {SCHEMA}.{table} AS t SET shard = n.shard FROM new_shard AS n "
+                text(f"UPDATE {qualified(table)} AS t SET shard = n.shard FROM new_shard AS n "
                      "WHERE t.doc_id = n.doc_id AND t.product = :p AND t.shard <> n.shard"),
                 {"p": contract.name},
             )  # fmt: skip

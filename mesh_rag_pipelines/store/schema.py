@@ -24,12 +24,45 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mesh_rag_pipelines.contracts.model import ChunkingSpec, EmbeddingSpec, IndexSpec
 
 SCHEMA = "mesh_rag"
+# PostgreSQL's identifier limit (NAMEDATALEN - 1): a longer name is silently truncated.
+MAX_IDENTIFIER = 63
+_QUOTE = postgresql.dialect().identifier_preparer
+
+
+def qualified(table_name: str) -> str:
+    """`mesh_rag."<table>"`, quoted where raw SQL names a store table (registry values are
+    quoted too: a name is never trusted because a validator ran elsewhere)."""
+    return f"{_QUOTE.quote(SCHEMA)}.{_QUOTE.quote(table_name)}"
+
+
+def index_table_name(version_id: str) -> str:
+    return f"idx_{version_id}"
+
+
+def _acl_index_name(table_name: str) -> str:
+    return f"{table_name}_acl"
+
+
+def _hnsw_index_name(table_name: str) -> str:
+    return f"{table_name}_hnsw"
+
+
+def derived_identifiers(table_name: str) -> list[str]:
+    """Every identifier of an index-version table: its own name and those derived from it (the
+    contract bounds product names so that each fits in MAX_IDENTIFIER)."""
+    return [
+        table_name,
+        f"{table_name}_pkey",
+        _acl_index_name(table_name),
+        _hnsw_index_name(table_name),
+    ]
 
 
 class Base(DeclarativeBase):
@@ -263,7 +296,7 @@ def index_table(table_name: str, dimensions: int, distance: str) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("embedding", Vector(dimensions), nullable=False),
     )
-    Index(f"{table_name}_acl", table.c.acl_groups, postgresql_using="gin")
+    Index(_acl_index_name(table_name), table.c.acl_groups, postgresql_using="gin")
     return table
 
 
@@ -274,7 +307,7 @@ def hnsw_index(
     creating the table never creates it."""
     table = index_table(table_name, dimensions, distance)
     return Index(
-        f"{table_name}_hnsw",
+        _hnsw_index_name(table_name),
         table.c.embedding,
         postgresql_using="hnsw",
         postgresql_with={"m": m, "ef_construction": ef_construction},

@@ -6,12 +6,26 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from mesh_rag_pipelines.governance.access import SERVING_ROLE, protect_index_table
-
 revision = "0003"
 down_revision = "0002"
 
 SCHEMA = "mesh_rag"
+SERVING_ROLE = "mesh_rag_serving"
+
+
+def protect_index_table(conn: sa.Connection, table_name: str) -> None:
+    """Row-level security on one index-version table, as this revision made it (a migration
+    keeps its own SQL: the code's current version may differ)."""
+    table = f'{SCHEMA}."{table_name}"'
+    conn.execute(sa.text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
+    conn.execute(sa.text(f"DROP POLICY IF EXISTS caller_groups ON {table}"))
+    conn.execute(
+        sa.text(
+            f"CREATE POLICY caller_groups ON {table} FOR SELECT TO {SERVING_ROLE} "
+            f"USING (acl_groups && {SCHEMA}.caller_groups())"
+        )
+    )
+    conn.execute(sa.text(f"GRANT SELECT ON {table} TO {SERVING_ROLE}"))
 
 
 def upgrade() -> None:

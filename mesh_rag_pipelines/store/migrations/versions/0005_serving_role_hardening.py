@@ -26,8 +26,6 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-from mesh_rag_pipelines.governance.access import protect_index_table
-
 revision = "0005"
 down_revision = "0004"
 
@@ -37,6 +35,21 @@ SERVING_ROLE = "mesh_rag_serving"
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 PINNED = "SET search_path = pg_catalog, pg_temp"
 _log = logging.getLogger("alembic.runtime.migration")
+
+
+def protect_index_table(conn: sa.Connection, table_name: str) -> None:
+    """Row-level security on one index-version table, as this revision makes it: the policy
+    evaluates caller_groups() once per query (a migration keeps its own SQL)."""
+    table = f'{SCHEMA}."{table_name}"'
+    conn.execute(sa.text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
+    conn.execute(sa.text(f"DROP POLICY IF EXISTS caller_groups ON {table}"))
+    conn.execute(
+        sa.text(
+            f"CREATE POLICY caller_groups ON {table} FOR SELECT TO {SERVING_ROLE} "
+            f"USING (acl_groups && (SELECT {SCHEMA}.caller_groups()))"
+        )
+    )
+    conn.execute(sa.text(f"GRANT SELECT ON {table} TO {SERVING_ROLE}"))
 
 
 def upgrade() -> None:
