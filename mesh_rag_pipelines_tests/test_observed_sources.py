@@ -15,13 +15,13 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key, source_key
 from mesh_rag_pipelines.defs.automation import product_sensors
-from mesh_rag_pipelines.defs.landing_sensor import landing_sensor
-from mesh_rag_pipelines.defs.source_sensor import SourceCursor, source_sensor
-from mesh_rag_pipelines.defs.source_versions import DATA_VERSION_TAG
 from mesh_rag_pipelines.defs.freshness import in_sync_key
 from mesh_rag_pipelines.defs.jobs import sync_job_name
+from mesh_rag_pipelines.defs.landing_sensor import landing_sensor
 from mesh_rag_pipelines.defs.product import product_definitions
 from mesh_rag_pipelines.defs.resources import IndexStore, LandingZone
+from mesh_rag_pipelines.defs.source_sensor import SourceCursor, source_sensor
+from mesh_rag_pipelines.defs.source_versions import DATA_VERSION_TAG
 from mesh_rag_pipelines.samples import seed_sources
 
 ALL_SHARDS = {"00", "01", "02", "03"}

@@ -130,17 +130,37 @@ def evaluate(
     )
 
 
+def claimed_os_user() -> str:
+    """Who runs this command, as the machine says: the login name the environment claims
+    (LOGNAME, USER, ...: anyone can set them) and the account of the process's user id."""
+    import os
+    import pwd
+
+    uid = os.getuid()
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        account = "no account"
+    return (
+        f"os user {getpass.getuser()} (claimed by the environment), "
+        f"process account {account} (uid {uid}), via mesh-rag forget"
+    )
+
+
 def forget(product: str, doc_id: str, reason: str | None) -> None:
     """Erase one document from every index version, chunk set, cache entry and state."""
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.governance.erasure import forget as erase
 
-    done = erase(store_engine(), contract(product), doc_id, actor=getpass.getuser(), reason=reason)
+    done = erase(
+        store_engine(), contract(product), doc_id, claimed_actor=claimed_os_user(), reason=reason
+    )
     print(
         f"{product}/{doc_id} forgotten: {done.index_rows_removed} index rows in "
         f"{len(done.versions)} versions, {done.chunks_removed} chunks, "
         f"{done.cache_entries_removed} cache entries, {done.quarantined_removed} quarantined "
-        "records removed; a replay of its change events will not bring it back"
+        "records removed; a replay of its change events will not bring it back\n"
+        f"audited as database role {done.actor_role}; claimed: {done.actor_claimed}"
     )
 
 

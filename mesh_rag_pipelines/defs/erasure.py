@@ -1,5 +1,7 @@
 """Right to be forgotten from the Launchpad: a job per product that erases documents by id."""
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
@@ -12,6 +14,21 @@ class ForgetDocuments(dg.Config):
     reason: str = ""
 
 
+USER_TAG = "dagster/user"
+
+
+def run_launcher(run_id: str, tags: Mapping[str, str]) -> str:
+    """Who launched a run, as far as Dagster knows: the `dagster/user` tag, which Dagster+ sets
+    (open-source Dagster sets none, and any launcher may add it); always with the run's id."""
+    user = tags.get(USER_TAG)
+    if user:
+        return f"dagster run {run_id}, launched by {user} (run tag {USER_TAG})"
+    return (
+        f"dagster run {run_id}, launcher unknown (no {USER_TAG} tag: open-source Dagster does "
+        "not record who launched a run)"
+    )
+
+
 def forget_job_name(contract: DataProductContract) -> str:
     return f"forget_{contract.name}"
 
@@ -21,14 +38,20 @@ def forget_job(contract: DataProductContract) -> dg.JobDefinition:
     def _forget(
         context: dg.OpExecutionContext, config: ForgetDocuments, index_store: IndexStore
     ) -> None:
-        actor = context.run.tags.get("dagster/user", "dagster")
+        claimed = run_launcher(context.run_id, context.run.tags)
         for doc_id in config.doc_ids:
             done = forget(
-                index_store.engine, contract, doc_id, actor=actor, reason=config.reason or None
+                index_store.engine,
+                contract,
+                doc_id,
+                claimed_actor=claimed,
+                reason=config.reason or None,
             )
+            # The log names the document as the audit does (masked if its id holds PII).
             context.log.info(
-                f"{contract.name}/{doc_id} forgotten: {done.index_rows_removed} index rows in "
-                f"{len(done.versions)} versions, {done.cache_entries_removed} cache entries"
+                f"{contract.name}/{done.doc_id} forgotten: {done.index_rows_removed} index rows "
+                f"in {len(done.versions)} versions, {done.cache_entries_removed} cache entries; "
+                f"audited as database role {done.actor_role}, claimed: {done.actor_claimed}"
             )
 
     @dg.job(

@@ -14,6 +14,7 @@ from mesh_rag_pipelines.defs.assets import common_attributes, embeddings_key
 from mesh_rag_pipelines.defs.checks import health_verdict
 from mesh_rag_pipelines.defs.conditions import VERDICT_CONDITION
 from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
+from mesh_rag_pipelines.governance.pii import query_masker
 from mesh_rag_pipelines.releases import (
     drop_retired,
     retire,
@@ -126,15 +127,21 @@ def golden_queries_check(contract: DataProductContract) -> dg.AssetChecksDefinit
     @dg.asset_check(
         asset=release_key(contract),
         name="golden_queries",
-        description=f"Each golden query finds its document in the top {GOLDEN_K}.",
+        description=(
+            f"Each golden query finds its document in the top {GOLDEN_K}. A miss is named by "
+            "its position in the contract's golden_queries (from 0) and the query as it was "
+            "searched, masked like any query."
+        ),
     )
     def _golden(index_store: IndexStore, embedding_models: EmbeddingModels) -> dg.AssetCheckResult:
         embedders = {
             version.model_id: embedding_models.for_spec(version.embedding_spec)
             for version in live_versions(index_store.engine, [contract.name])
         }
-        misses = []
-        for golden in contract.golden_queries:
+        # The check's metadata is kept in Dagster's event log: never a query verbatim.
+        masker = query_masker([contract])
+        misses: list[tuple[int, str]] = []
+        for number, golden in enumerate(contract.golden_queries):
             hits = search(
                 index_store.engine,
                 [contract],
@@ -145,14 +152,15 @@ def golden_queries_check(contract: DataProductContract) -> dg.AssetChecksDefinit
                 embedders=embedders,
             )
             if not {h.doc_id for h in hits} & set(golden.expected_document_ids):
-                misses.append(golden.query)
+                misses.append((number, masker.text(golden.query)))
         total = len(contract.golden_queries)
         return dg.AssetCheckResult(
             passed=not misses,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "hit_rate": round((total - len(misses)) / total, 3),
-                "misses": "; ".join(misses),
+                "missed": [number for number, _ in misses],
+                "misses": "; ".join(f"#{number}: {query}" for number, query in misses),
             },
         )
 

@@ -10,7 +10,17 @@ A contract's `pii_masking` maps entity types to how they are masked: `redact` (r
 the value, so equal values stay joinable without being readable; the key is
 MESH_RAG_PII_HASH_KEY). Masking happens where a record becomes a document, so nothing
 downstream (document state, chunks, index rows, quarantine copies, requests to embedding and
-answering endpoints) ever holds the original.
+answering endpoints) ever holds the original: text, title, and metadata values and keys at any
+depth.
+
+Beyond a contract's records, each surface has its own rule:
+- queries and questions: masked (placeholders) with the platform's default types
+  (`QUERY_ENTITIES`) plus every type a searched product masks, before they reach a model;
+- landing-zone object keys (the landing ledger, quarantine references): masked with every type
+  but URL (`object_key_masker`), whatever the contract, since the ledger is shared code that
+  knows no contract; a key is identified by its masked form and its etag;
+- document ids: an id holding a type the contract masks is refused (`pii_in_id`), since ids
+  are stored, shown and joined unmasked.
 """
 
 from __future__ import annotations
@@ -19,13 +29,18 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from mesh_rag_pipelines.contracts.model import PII_ENTITIES, DataProductContract
 
 # Phone numbers written without a country code are parsed as numbers of these regions.
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IE", "CA", "AU", "IN")
+# What every query and question is masked for, whatever the products searched mask.
+QUERY_ENTITIES = ("CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "PHONE_NUMBER", "US_SSN")
+# What an object key is masked for: every type but URL, which matches most file names
+# (`travel.md`: .md is a country's domain).
+OBJECT_KEY_ENTITIES = tuple(entity for entity in PII_ENTITIES if entity != "URL")
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 
@@ -47,10 +62,35 @@ def _analyzer() -> Any:
     suffixes = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
     class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
-        """The stock recognizer, with the bundled suffix list instead of a download."""
+        """The stock recognizer, with the bundled suffix list instead of a download, judging
+        the domain alone and trimming the match to the address.
 
-        def validate_result(self, pattern_text: str) -> bool:
-            return bool(suffixes(pattern_text).fqdn)
+        The stock pattern lets the match run on past the domain (`jane@example.com.jsonl`,
+        `jane@example.com-2026`) and back over a path (`exports/jane@example.com`), and the
+        stock check then refuses the whole match, so the address went unmasked. Here the
+        local part starts after the last `/`, the domain ends at the longest prefix (cut at
+        `.`, `-` or `_`) that is a domain under a public suffix, and only that is reported.
+        """
+
+        def validate_result(self, pattern_text: str) -> None:
+            return None  # judged, and trimmed, in analyze
+
+        def analyze(
+            self,
+            text: str,
+            entities: list[str],
+            nlp_artifacts: Any = None,
+            regex_flags: int | None = None,
+        ) -> list[Any]:
+            found = []
+            for result in super().analyze(text, entities, nlp_artifacts, regex_flags):
+                span = _address_within(text[result.start : result.end], suffixes)
+                if span is None:
+                    continue
+                result.start, result.end = result.start + span[0], result.start + span[1]
+                result.score = self.MAX_SCORE
+                found.append(result)
+            return found
 
     registry = RecognizerRegistry(supported_languages=["en"])
     recognizers = [
@@ -72,6 +112,21 @@ def _analyzer() -> Any:
     )
     assert set(engine.get_supported_entities("en")) == set(PII_ENTITIES)
     return engine
+
+
+def _address_within(match: str, suffixes: Any) -> tuple[int, int] | None:
+    """The span of the email address inside what the stock pattern matched, or None."""
+    local, at, domain = match.partition("@")
+    start = local.rfind("/") + 1
+    if not at or start >= len(local):
+        return None
+    ends = sorted({i for i, char in enumerate(domain) if char in ".-_"} | {len(domain)})
+    for end in reversed(ends):
+        candidate = domain[:end]
+        parts = suffixes(candidate)
+        if parts.domain and parts.suffix and len(parts.fqdn) == len(candidate):
+            return start, len(local) + 1 + end
+    return None
 
 
 @cache
@@ -127,26 +182,70 @@ class PiiMasker:
         return str(masked.text)
 
     def value(self, value: Any) -> Any:
-        """Strings masked at any depth of dicts and lists; other values as they are."""
+        """Strings masked at any depth of dicts and lists, keys as well as values; other values
+        as they are. Keys that mask alike (`<EMAIL_ADDRESS>`) are kept apart by a suffix
+        (`<EMAIL_ADDRESS>#2`), in the record's order."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {key: self.value(item) for key, item in value.items()}
+            masked: dict[Any, Any] = {}
+            for key, item in value.items():
+                name = self.text(key) if isinstance(key, str) else key
+                if name in masked:
+                    taken = (f"{name}#{n}" for n in range(2, len(value) + 2))
+                    name = next(alias for alias in taken if alias not in masked)
+                masked[name] = self.value(item)
+            return masked
         if isinstance(value, list):
             return [self.value(item) for item in value]
         return value
+
+    def found(self, value: str) -> list[tuple[str, str]]:
+        """(entity type, matched text) of each entity of the masked types in `value`."""
+        if not self._entities or not value:
+            return []
+        results = _analyzer().analyze(text=value, language="en", entities=self._entities)
+        return [(r.entity_type, value[r.start : r.end]) for r in results]
 
 
 NO_MASKING = PiiMasker({})
 
 
 def query_masker(contracts: list[DataProductContract]) -> PiiMasker:
-    """What a query or question is masked with before it leaves for a model: every entity type
-    any of the products masks, as a placeholder."""
-    entities = sorted({entity for c in contracts for entity in c.pii_masking})
-    if not entities:
-        return NO_MASKING
+    """What a query or question is masked with before it leaves for a model (embedding or chat)
+    or is recorded anywhere: the platform's default types (`QUERY_ENTITIES`), whatever the
+    products mask, plus every type any of the products masks; each as a placeholder."""
+    entities = sorted({*QUERY_ENTITIES, *(entity for c in contracts for entity in c.pii_masking)})
     return _masker(tuple((entity, "placeholder") for entity in entities))
+
+
+def object_key_masker() -> PiiMasker:
+    """What a landing-zone object key is masked with before it is stored (the landing ledger,
+    quarantine references): every type but URL, as placeholders."""
+    return _masker(tuple((entity, "placeholder") for entity in OBJECT_KEY_ENTITIES))
+
+
+@lru_cache(maxsize=100_000)
+def masked_object_key(key: str) -> str:
+    """An object key as the store keeps it: itself, or masked if it holds PII."""
+    return object_key_masker().text(key)
+
+
+def pii_in_id(contract: DataProductContract, value: str) -> list[str]:
+    """The entity types the contract masks that a document id holds (URL aside: a URL or a
+    file name is a common id, and the URL pattern matches most file names).
+
+    A match that is only digits does not count: a bare run of digits in an id is a counter, a
+    date or a surrogate key far more often than a phone, card or social security number
+    (`ORD-2026041512` is a valid US phone number); a formatted one (`+1 415-555-0134`,
+    `4111-1111-1111-1111`) counts, as does any email, IBAN or IP address.
+    """
+    entities = sorted(entity for entity in contract.pii_masking if entity != "URL")
+    # Every type but URL needs an "@", a digit or (IPv6) a ":": most ids skip the analyzer.
+    if not entities or not any(char.isdigit() or char in "@:" for char in value):
+        return []
+    found = _masker(tuple((entity, "placeholder") for entity in entities)).found(value)
+    return sorted({entity for entity, text in found if not text.isdigit()})
 
 
 def masker_for(contract: DataProductContract) -> PiiMasker:

@@ -2,6 +2,10 @@
 and the contracts let through, and comes back with citations (product, document, index version,
 chunk). With no qualifying passage the answer is an abstention and no model is called. With no
 chat endpoint configured the answer is extractive: the cited passages themselves.
+
+The question reaches the chat model (and, for retrieval, the embedding model) masked: the
+platform's default PII types (governance.pii.QUERY_ENTITIES) whatever the products, plus every
+type a searched product masks, as placeholders.
 """
 
 from __future__ import annotations

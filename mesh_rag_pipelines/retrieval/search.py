@@ -98,6 +98,7 @@ def search(
     if unknown:
         raise ValueError(f"unknown products {unknown}; known: {sorted(by_name)}")
     chosen = products or sorted(by_name)
+    # Before the query reaches any model: the platform's default PII types, and the products'.
     query = query_masker([by_name[name] for name in chosen]).text(query)
     embedders = embedders if embedders is not None else {}
     query_vectors: dict[str, list[float]] = {}

@@ -111,8 +111,12 @@ def quarantine_entry(
     raw: str | None,
 ) -> QuarantineEntry:
     """How any failed record is kept: field and reason named, the raw copy and the reason
-    masked like the document would have been, everything storable."""
-    from mesh_rag_pipelines.governance.pii import masker_for
+    masked like the document would have been, everything storable.
+
+    The references are masked too: the source (an object key or a file's path) with the object
+    key masker, as the landing ledger keeps keys (so that a re-drive finds the ledger's rows),
+    and the record (a line, or a row's or file's id) like an id (`masked_ref`)."""
+    from mesh_rag_pipelines.governance.pii import masked_object_key, masker_for
 
     masker = masker_for(contract)
     if isinstance(error, RecordError):
@@ -121,13 +125,42 @@ def quarantine_entry(
         field, doc_id, quality = None, None, False
         reason = f"unreadable record: {type(error).__name__}: {error}"
     return QuarantineEntry(
-        source_ref=storable(source_ref),
-        record_ref=storable(record_ref),
+        source_ref=storable(masked_object_key(source_ref)),
+        record_ref=storable(masked_ref(contract, record_ref)),
         field=field,
         reason=storable(masker.text(reason))[:2000],
         raw=storable(masker.text(raw))[:4000] if raw is not None else None,
-        doc_id=doc_id,
+        doc_id=doc_id if doc_id is None or not pii_in_id(contract, doc_id) else None,
         quality=quality,
+    )
+
+
+def pii_in_id(contract: DataProductContract, doc_id: str) -> list[str]:
+    """The PII entity types the contract masks that `doc_id` holds (see governance.pii)."""
+    from mesh_rag_pipelines.governance import pii
+
+    return pii.pii_in_id(contract, doc_id)
+
+
+def masked_ref(contract: DataProductContract, ref: str) -> str:
+    """A record reference (a line number, or a row's or file's id) as the store keeps it: an id
+    that ingestion would refuse for its PII is masked with the contract's masker."""
+    from mesh_rag_pipelines.governance.pii import masker_for
+
+    return masker_for(contract).text(ref) if pii_in_id(contract, ref) else ref
+
+
+def storable_entry(contract: DataProductContract, entry: QuarantineEntry) -> QuarantineEntry:
+    """`entry` with no PII left in its references, however it was made (a source may name the
+    document after the entry was made): what the store records."""
+    from mesh_rag_pipelines.governance.pii import masked_object_key
+
+    doc_id = entry.doc_id if entry.doc_id is None or not pii_in_id(contract, entry.doc_id) else None
+    return replace(
+        entry,
+        source_ref=masked_object_key(entry.source_ref),
+        record_ref=masked_ref(contract, entry.record_ref),
+        doc_id=doc_id,
     )
 
 
@@ -237,6 +270,13 @@ def record_id(contract: DataProductContract, record: Mapping[str, Any]) -> str:
     doc_id = checked_text(str(value), name)
     if len(doc_id.encode()) > MAX_ID_BYTES:
         raise RecordError(name, f"the id is longer than {MAX_ID_BYTES} bytes")
+    found = pii_in_id(contract, doc_id)
+    if found:
+        raise RecordError(
+            name,
+            f"the id holds PII the contract masks ({', '.join(found)}); an id is stored, "
+            "shown and joined as it is, never masked, so the record needs a surrogate key",
+        )
     return doc_id
 
 
@@ -276,8 +316,11 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
     Every value is checked here, so that nothing PostgreSQL would refuse (NUL, lone surrogates,
     non-finite numbers, out-of-range versions or timestamps) gets past the record it came in.
     PII fields are dropped at any depth, the contract's PII entity types are masked in text,
-    title and metadata, and the contract's quality rules are applied.
+    title and metadata (keys and values, at any depth), an id holding a type the contract masks
+    is refused, and the contract's quality rules are applied.
     """
+    from mesh_rag_pipelines.governance.pii import masker_for
+
     doc_id = record_id(contract, record)
     known = {*contract.record_schema.mapped_fields, *contract.pii_fields}
     known |= set(contract.source.dms_columns)
@@ -286,7 +329,8 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
     except RecordError as exc:
         exc.doc_id = doc_id
         raise
-    unexpected = tuple(sorted(str(name) for name in record if name not in known))
+    masker = masker_for(contract)  # a field's name is a key like any other
+    unexpected = tuple(sorted({masker.text(str(name)) for name in record if name not in known}))
     return replace(change, unexpected_fields=unexpected) if unexpected else change
 
 

@@ -28,7 +28,9 @@ from mesh_rag_pipelines.sources.documents import (
     QuarantineEntry,
     RecordError,
     quarantine_entry,
+    storable_entry,
 )
+from mesh_rag_pipelines.sources.s3_landing import AppliedObjects, ledger_key
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.quarantine import record_quarantined
@@ -85,13 +87,16 @@ def read_cursors(engine: Engine, product: str, shard: int) -> dict[str, str]:
         return {row.name: row.value for row in conn.execute(query)}
 
 
-def applied_objects(engine: Engine, product: str, shard: int) -> set[tuple[str, str]]:
-    """(object key, etag) pairs already applied to a shard; a rewritten object is a new pair."""
+def applied_objects(engine: Engine, product: str, shard: int) -> AppliedObjects:
+    """(object key, etag) pairs already applied to a shard; a rewritten object is a new pair.
+
+    Keys are kept as `ledger_key` makes them (masked if they hold PII); ask with an object's
+    own key: `(key, etag) in applied_objects(...)`."""
     query = select(LandingObject.object_key, LandingObject.etag).where(
         LandingObject.product == product, LandingObject.shard == shard
     )
     with engine.connect() as conn:
-        return {(row.object_key, row.etag) for row in conn.execute(query)}
+        return AppliedObjects((row.object_key, row.etag) for row in conn.execute(query))
 
 
 def _latest_per_document(changes: Iterable[DocumentChange]) -> dict[str, DocumentChange]:
@@ -150,6 +155,7 @@ def apply_source_read(
                     if not refused_by_store(exc):
                         raise
                     quarantined.append(_refused(contract, change, exc))
+    quarantined = [storable_entry(contract, entry) for entry in quarantined]
     with engine.begin() as conn:
         _record_progress(conn, contract.name, shard, read, quarantined)
     result.quarantined = len(quarantined)
@@ -471,7 +477,12 @@ def _record_progress(
             insert(LandingObject)
             .values(
                 [
-                    {"product": product, "shard": owner, "object_key": key, "etag": etag}
+                    {
+                        "product": product,
+                        "shard": owner,
+                        "object_key": ledger_key(key),
+                        "etag": etag,
+                    }
                     for owner, key, etag in read.landed_objects
                 ]
             )

@@ -1,7 +1,10 @@
 """Quarantined records: input that could not become a document, kept with its reason.
 
 A record is quarantined with the file (or table) it came from, its line (or id), the field at
-fault and the reason; the copy of the record kept here has the contract's PII fields removed.
+fault and the reason; the copy of the record kept here has the contract's PII fields removed
+and its PII types masked, and an object key or id holding PII is kept masked, as the landing
+ledger keeps it (see sources.s3_landing), so what `mesh-rag quarantine list` shows is what a
+re-drive takes.
 Once the cause is fixed (the contract, the code, or the record rewritten at its source), a
 re-drive makes the next run of every shard read those records again: the landing-zone ledger
 forgets their files, a table's watermark restarts, and the version guard makes every record
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.documents import QuarantineEntry
+from mesh_rag_pipelines.sources.s3_landing import ledger_key
 from mesh_rag_pipelines.store.schema import LandingObject, QuarantinedRecord, SourceCursor
 
 
@@ -60,16 +64,18 @@ def quarantined_records(
 
 def redrive(engine: Engine, contract: DataProductContract, source_ref: str | None = None) -> int:
     """Make the next runs read the product's quarantined records again (those of `source_ref`
-    only, if given); returns how many records will be read again."""
+    only, if given: as listed, or as the source names it, PII and all); returns how many
+    records will be read again."""
     product = contract.name
     where = [QuarantinedRecord.product == product]
     if source_ref:
-        where.append(QuarantinedRecord.source_ref == source_ref)
+        where.append(QuarantinedRecord.source_ref.in_({source_ref, ledger_key(source_ref)}))
     with engine.begin() as conn:
         refs = set(conn.execute(select(QuarantinedRecord.source_ref).where(*where)).scalars())
         count = conn.execute(delete(QuarantinedRecord).where(*where)).rowcount
         if contract.source.kind == "s3_landing":
             prefix = f"s3://{contract.source.bucket}/"
+            # Quarantine names an object by its ledger key: the ledger's rows have the same.
             keys = [ref.removeprefix(prefix) for ref in refs if ref.startswith(prefix)]
             conn.execute(
                 delete(LandingObject).where(

@@ -262,6 +262,10 @@ class ErasureAudit(Base):
     actor: Mapped[str] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Verified by PostgreSQL: the role the erasing transaction ran as (migration 0006).
+    actor_role: Mapped[str | None] = mapped_column(Text)
+    # Who the caller says they are (an OS user, a run's launcher): recorded, not verified.
+    actor_claimed: Mapped[str | None] = mapped_column(Text)
 
 
 OPCLASS = {"cosine": "vector_cosine_ops", "inner_product": "vector_ip_ops", "l2": "vector_l2_ops"}
