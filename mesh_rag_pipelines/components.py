@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from mesh_rag_pipelines.contracts.loader import COMPONENT_FILE
 from mesh_rag_pipelines.contracts.model import DataProductContract
-from mesh_rag_pipelines.defs.product import product_definitions
+from mesh_rag_pipelines.orchestration.product import product_definitions
 
 TEMPLATE = """\
 type: mesh_rag_pipelines.components.DataProduct

@@ -98,7 +98,7 @@ def s3_endpoint_url() -> str | None:
 
 def s3_client(endpoint_url: str | None = None) -> Any:
     """An S3 client made by the landing zone's resource (dagster-aws), for code outside runs."""
-    from mesh_rag_pipelines.defs.resources import LandingZone
+    from mesh_rag_pipelines.orchestration.resources import LandingZone
 
     return LandingZone(endpoint_url=endpoint_url).get_client()
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import load_contracts
-from mesh_rag_pipelines.defs.product import platform_definitions
+from mesh_rag_pipelines.orchestration.product import platform_definitions
 
 
 @dg.definitions

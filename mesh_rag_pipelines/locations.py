@@ -13,7 +13,7 @@ import dagster as dg
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import ContractErrors
 from mesh_rag_pipelines.contracts.loader import domains
-from mesh_rag_pipelines.defs.product import platform_definitions
+from mesh_rag_pipelines.orchestration.product import platform_definitions
 
 
 def domain_definitions(name: str) -> dg.Definitions:

@@ -161,9 +161,7 @@ class MeshRag:
 
 
 @pytest.fixture
-def mesh_rag(
-    tmp_path: Path, database_url: str, s3_endpoint: str, products_dir: Path
-) -> MeshRag:
+def mesh_rag(tmp_path: Path, database_url: str, s3_endpoint: str, products_dir: Path) -> MeshRag:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MESH_RAG_HOME")}
     env.update(
         MESH_RAG_PROFILE="local",

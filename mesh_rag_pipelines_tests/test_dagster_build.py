@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.definitions import defs
-from mesh_rag_pipelines.defs.jobs import sync_job_name
+from mesh_rag_pipelines.orchestration.jobs import sync_job_name
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.health import index_health
 

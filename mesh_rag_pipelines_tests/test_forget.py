@@ -14,10 +14,10 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.erasure import forget_job
-from mesh_rag_pipelines.defs.resources import IndexStore
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.governance.erasure import forget
+from mesh_rag_pipelines.orchestration.erasure import forget_job
+from mesh_rag_pipelines.orchestration.resources import IndexStore
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.schema import SCHEMA

@@ -22,10 +22,10 @@ from dagster._daemon.freshness import FreshnessDaemon
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.freshness import in_sync_key
-from mesh_rag_pipelines.defs.resources import IndexStore
-from mesh_rag_pipelines.defs.source_sensor import source_sensor
 from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.orchestration.freshness import in_sync_key
+from mesh_rag_pipelines.orchestration.resources import IndexStore
+from mesh_rag_pipelines.orchestration.source_sensor import source_sensor
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product, refresh_chunk_set
 from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines_tests.helpers import edited

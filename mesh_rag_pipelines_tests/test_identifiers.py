@@ -29,7 +29,10 @@ def _renamed(products_dir: Path, name: str) -> Path:
 
 
 def test_the_longest_accepted_name_fits_every_identifier(
-    products_dir: Path, engine: Engine, access, minilm: Embedder  # type: ignore[no-untyped-def]
+    products_dir: Path,
+    engine: Engine,
+    access,
+    minilm: Embedder,  # type: ignore[no-untyped-def]
 ) -> None:
     name = "p" + "x" * (MAX_PRODUCT_NAME - 1)
     _renamed(products_dir, name)

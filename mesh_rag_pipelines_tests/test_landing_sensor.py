@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.landing_sensor import LANDING_OBJECTS_TAG, landing_sensor
-from mesh_rag_pipelines.defs.resources import IndexStore, LandingZone
+from mesh_rag_pipelines.orchestration.landing_sensor import LANDING_OBJECTS_TAG, landing_sensor
+from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
 from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD
 from mesh_rag_pipelines.sources.landing_cursor import (

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key, source_key
-from mesh_rag_pipelines.defs.automation import product_sensors
-from mesh_rag_pipelines.defs.freshness import in_sync_key
-from mesh_rag_pipelines.defs.jobs import sync_job_name
-from mesh_rag_pipelines.defs.landing_sensor import landing_sensor
-from mesh_rag_pipelines.defs.product import product_definitions
-from mesh_rag_pipelines.defs.resources import IndexStore, LandingZone
-from mesh_rag_pipelines.defs.source_sensor import SourceCursor, source_sensor
-from mesh_rag_pipelines.defs.source_versions import DATA_VERSION_TAG
+from mesh_rag_pipelines.orchestration.assets import chunks_key, embeddings_key, source_key
+from mesh_rag_pipelines.orchestration.automation import product_sensors
+from mesh_rag_pipelines.orchestration.freshness import in_sync_key
+from mesh_rag_pipelines.orchestration.jobs import sync_job_name
+from mesh_rag_pipelines.orchestration.landing_sensor import landing_sensor
+from mesh_rag_pipelines.orchestration.product import product_definitions
+from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
+from mesh_rag_pipelines.orchestration.source_sensor import SourceCursor, source_sensor
+from mesh_rag_pipelines.orchestration.source_versions import DATA_VERSION_TAG
 from mesh_rag_pipelines.samples import seed_sources
 
 ALL_SHARDS = {"00", "01", "02", "03"}
@@ -184,9 +184,10 @@ def test_a_poll_cron_not_yet_due_skips_the_look(
     assert set(_versions(first, contract)) == ALL_SHARDS
     again = _look(source_sensor(contract), first.cursor, instance, resources)
     assert _versions(again, contract) == {}
-    assert SourceCursor.from_json(again.cursor).observed_at == SourceCursor.from_json(
-        first.cursor
-    ).observed_at
+    assert (
+        SourceCursor.from_json(again.cursor).observed_at
+        == SourceCursor.from_json(first.cursor).observed_at
+    )
 
 
 @pytest.mark.usefixtures("environment")

@@ -22,10 +22,10 @@ from dagster_shared.serdes import serialize_value
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, load_contract
-from mesh_rag_pipelines.defs.releases import golden_queries_check, release_asset
-from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.governance.pii import PiiMasker
+from mesh_rag_pipelines.orchestration.releases import golden_queries_check, release_asset
+from mesh_rag_pipelines.orchestration.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product, waiting_changes
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.retrieval.answer import OpenAIChat, answer

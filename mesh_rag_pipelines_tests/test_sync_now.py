@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.jobs import sync_now_job_name
-from mesh_rag_pipelines.defs.product import product_definitions
 from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.orchestration.jobs import sync_now_job_name
+from mesh_rag_pipelines.orchestration.product import product_definitions
 from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import load_contracts
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
-from mesh_rag_pipelines.defs.jobs import sync_job_name
+from mesh_rag_pipelines.orchestration.jobs import sync_job_name
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.health import index_health
 

@@ -101,9 +101,9 @@ def build(products: list[str] | None = None) -> None:
     """
     import dagster as dg
 
-    from mesh_rag_pipelines.defs.jobs import VALIDATE_RELEASES, sync_job_name
-    from mesh_rag_pipelines.defs.product import platform_definitions
-    from mesh_rag_pipelines.defs.releases import release_key
+    from mesh_rag_pipelines.orchestration.jobs import VALIDATE_RELEASES, sync_job_name
+    from mesh_rag_pipelines.orchestration.product import platform_definitions
+    from mesh_rag_pipelines.orchestration.releases import release_key
 
     use_local_dagster_home()
     instance = dg.DagsterInstance.get()
@@ -151,7 +151,7 @@ def _record_source_versions(instance: Any, product: DataProductContract) -> None
     """What the runs are about to read, recorded as the product's sensor would: so the UI knows
     the index holds it, and the sensor's first look finds nothing new."""
     from mesh_rag_pipelines.connections import source_access
-    from mesh_rag_pipelines.defs.source_versions import source_version_events
+    from mesh_rag_pipelines.orchestration.source_versions import source_version_events
     from mesh_rag_pipelines.pipeline import current_source_versions
 
     try:

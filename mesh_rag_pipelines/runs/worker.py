@@ -15,8 +15,8 @@ def warm_up() -> None:
     """Everything a sync run of any product loads first."""
     import dagster  # noqa: F401
 
-    import mesh_rag_pipelines.defs.product  # noqa: F401
     import mesh_rag_pipelines.locations  # noqa: F401
+    import mesh_rag_pipelines.orchestration.product  # noqa: F401
     from mesh_rag_pipelines.contracts import EmbeddingSpec
     from mesh_rag_pipelines.contracts.model import LOCAL_MODEL_DIMENSIONS
     from mesh_rag_pipelines.embedding.local_model import LocalSentenceTransformer

@@ -4,13 +4,13 @@ around a set of products. Both are built from contracts alone."""
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import product_assets
-from mesh_rag_pipelines.defs.automation import automation_sensor, product_sensors
-from mesh_rag_pipelines.defs.erasure import forget_job
-from mesh_rag_pipelines.defs.freshness import in_sync_check, in_sync_spec
-from mesh_rag_pipelines.defs.jobs import product_job, sync_now_job, validate_releases_job
-from mesh_rag_pipelines.defs.releases import release_asset, release_checks, release_job
-from mesh_rag_pipelines.defs.resources import default_resources
+from mesh_rag_pipelines.orchestration.assets import product_assets
+from mesh_rag_pipelines.orchestration.automation import automation_sensor, product_sensors
+from mesh_rag_pipelines.orchestration.erasure import forget_job
+from mesh_rag_pipelines.orchestration.freshness import in_sync_check, in_sync_spec
+from mesh_rag_pipelines.orchestration.jobs import product_job, sync_now_job, validate_releases_job
+from mesh_rag_pipelines.orchestration.releases import release_asset, release_checks, release_job
+from mesh_rag_pipelines.orchestration.resources import default_resources
 
 
 def product_definitions(contract: DataProductContract) -> dg.Definitions:

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import chunks_key
-from mesh_rag_pipelines.defs.freshness import judgment_events
-from mesh_rag_pipelines.defs.resources import IndexStore
-from mesh_rag_pipelines.defs.source_versions import (
+from mesh_rag_pipelines.orchestration.assets import chunks_key
+from mesh_rag_pipelines.orchestration.freshness import judgment_events
+from mesh_rag_pipelines.orchestration.resources import IndexStore
+from mesh_rag_pipelines.orchestration.source_versions import (
     recorded_versions,
     shards_behind,
     source_version_events,

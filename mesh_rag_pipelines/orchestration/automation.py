@@ -16,8 +16,8 @@ from __future__ import annotations
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.landing_sensor import landing_sensor
-from mesh_rag_pipelines.defs.source_sensor import source_sensor
+from mesh_rag_pipelines.orchestration.landing_sensor import landing_sensor
+from mesh_rag_pipelines.orchestration.source_sensor import source_sensor
 
 AUTOMATION_SENSOR = "default_automation_condition_sensor"
 # How often conditions are evaluated; a polled change waits at most this long after its look.

@@ -10,11 +10,11 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
-from mesh_rag_pipelines.defs.assets import common_attributes, embeddings_key
-from mesh_rag_pipelines.defs.checks import health_verdict
-from mesh_rag_pipelines.defs.conditions import VERDICT_CONDITION
-from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.governance.pii import query_masker
+from mesh_rag_pipelines.orchestration.assets import common_attributes, embeddings_key
+from mesh_rag_pipelines.orchestration.checks import health_verdict
+from mesh_rag_pipelines.orchestration.conditions import VERDICT_CONDITION
+from mesh_rag_pipelines.orchestration.resources import EmbeddingModels, IndexStore
 from mesh_rag_pipelines.releases import (
     drop_retired,
     retire,

@@ -5,8 +5,8 @@ from collections.abc import Mapping
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.resources import IndexStore
 from mesh_rag_pipelines.governance.erasure import forget
+from mesh_rag_pipelines.orchestration.resources import IndexStore
 
 
 class ForgetDocuments(dg.Config):

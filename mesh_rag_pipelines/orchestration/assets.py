@@ -8,16 +8,16 @@ import dagster as dg
 from sqlalchemy.dialects import postgresql
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.checks import (
+from mesh_rag_pipelines.embedding.local_model import model_load_seconds
+from mesh_rag_pipelines.orchestration.checks import (
     chunks_check_results,
     chunks_check_specs,
     embeddings_check_results,
     embeddings_check_specs,
 )
-from mesh_rag_pipelines.defs.conditions import index_condition
-from mesh_rag_pipelines.defs.partitions import shard_number, shard_partitions
-from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
-from mesh_rag_pipelines.embedding.local_model import model_load_seconds
+from mesh_rag_pipelines.orchestration.conditions import index_condition
+from mesh_rag_pipelines.orchestration.partitions import shard_number, shard_partitions
+from mesh_rag_pipelines.orchestration.resources import EmbeddingModels, IndexStore, LandingZone
 from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
 from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
 from mesh_rag_pipelines.store.health import index_rows

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.freshness import judgment_events
-from mesh_rag_pipelines.defs.jobs import sync_job_name
-from mesh_rag_pipelines.defs.partitions import shard_key
-from mesh_rag_pipelines.defs.resources import IndexStore, LandingZone
-from mesh_rag_pipelines.defs.source_versions import source_version_events
+from mesh_rag_pipelines.orchestration.freshness import judgment_events
+from mesh_rag_pipelines.orchestration.jobs import sync_job_name
+from mesh_rag_pipelines.orchestration.partitions import shard_key
+from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
+from mesh_rag_pipelines.orchestration.source_versions import source_version_events
 from mesh_rag_pipelines.pipeline import SourceAccess, pending_landed_objects, source_lag
 from mesh_rag_pipelines.sources.landing_cursor import LandingCursor
 from mesh_rag_pipelines.sources.s3_landing import LandedObject

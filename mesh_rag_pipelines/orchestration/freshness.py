@@ -24,8 +24,8 @@ from typing import Any
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import common_attributes, embeddings_key
-from mesh_rag_pipelines.defs.resources import IndexStore, LandingZone
+from mesh_rag_pipelines.orchestration.assets import common_attributes, embeddings_key
+from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
 from mesh_rag_pipelines.pipeline import SourceAccess, SourceLag, source_lag
 
 IN_SYNC_CHECK = "nothing_waiting"

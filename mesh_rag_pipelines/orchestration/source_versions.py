@@ -15,8 +15,8 @@ from __future__ import annotations
 import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import chunks_key, source_key
-from mesh_rag_pipelines.defs.partitions import shard_key
+from mesh_rag_pipelines.orchestration.assets import chunks_key, source_key
+from mesh_rag_pipelines.orchestration.partitions import shard_key
 
 # Dagster's tags for a data version and for the input event a materialization read.
 DATA_VERSION_TAG = "dagster/data_version"

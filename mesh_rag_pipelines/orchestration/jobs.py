@@ -6,9 +6,9 @@ import dagster as dg
 from pydantic import Field
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.defs.assets import chunks_key, embeddings_key
-from mesh_rag_pipelines.defs.partitions import shard_key
-from mesh_rag_pipelines.defs.resources import EmbeddingModels, IndexStore, LandingZone
+from mesh_rag_pipelines.orchestration.assets import chunks_key, embeddings_key
+from mesh_rag_pipelines.orchestration.partitions import shard_key
+from mesh_rag_pipelines.orchestration.resources import EmbeddingModels, IndexStore, LandingZone
 from mesh_rag_pipelines.pipeline import (
     SourceAccess,
     read_source,
@@ -139,7 +139,7 @@ def _report_plan(
 def validate_releases_job(
     contracts: list[DataProductContract],
 ) -> "dg.UnresolvedAssetJobDefinition":
-    from mesh_rag_pipelines.defs.releases import release_key
+    from mesh_rag_pipelines.orchestration.releases import release_key
 
     return dg.define_asset_job(
         VALIDATE_RELEASES,
