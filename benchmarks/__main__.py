@@ -22,6 +22,7 @@ BENCHMARKS = (
     "freshness_daemon",
     "release",
     "rls",
+    "serve",
 )
 
 

@@ -1,8 +1,8 @@
 """What hard-delete detection costs a `postgres_table` source: each run reads the whole id
 column (the key-set scan) besides the watermark query for upserts. Measured on a 100k-row
 table shaped like the catalog sample (id, revision, updated_at, name, ~120-word description),
-median of several runs, in SQL alone (EXPLAIN ANALYZE) and at the client as `read_table` does
-it; plus a whole no-change `read_table` call for one shard.
+median of several runs, in SQL alone (EXPLAIN ANALYZE) and at the client as the source's `read` does
+it; plus a whole no-change read of one shard (the source kind's `read`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from benchmarks import results
 from benchmarks.database import benchmark_database
 from benchmarks.scifact import server_versions
 from mesh_rag_pipelines.contracts import load_contract
-from mesh_rag_pipelines.settings import DEFAULT_SHARDS
+from mesh_rag_pipelines.settings import DEFAULT_SHARDS, Settings
+from mesh_rag_pipelines.sources.base import ShardState, SourceContext
 from mesh_rag_pipelines.sources.documents import KnownDocument
-from mesh_rag_pipelines.sources.postgres_table import read_table
+from mesh_rag_pipelines.sources.postgres_table import WATERMARK
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines_tests.helpers import shard_of
 
@@ -144,10 +145,12 @@ def _read_table(engine: Engine, contract, watermark: datetime) -> dict:  # type:
     with engine.connect() as conn:
         ids = list(conn.execute(text("SELECT sku FROM bench_source.products")).scalars())
     known = {i: KnownDocument(1, None, False) for i in ids if shard_of(i) == 0}
+    state = ShardState(known=known, cursors={WATERMARK: watermark.isoformat()})
+    context = SourceContext(engine, Settings.from_env())
     timings = []
     for _ in range(REPEATS):
         started = time.perf_counter()
-        read = read_table(contract, engine, 0, known, watermark.isoformat())
+        read = contract.source.read(contract, 0, state, context)
         timings.append((time.perf_counter() - started) * 1000)
     assert not read.changes, "nothing changed, so nothing may be read as a change"
     return {"ms": results.spread(timings), "shards_per_product_poll": DEFAULT_SHARDS}

@@ -52,14 +52,16 @@ class Probe:
 
     def __init__(self, session: Acceptance):
         os.environ.update(session.env)
-        from mesh_rag_pipelines.cli.contracts import loaded_contracts
+        from mesh_rag_pipelines.cli.session import Session
         from mesh_rag_pipelines.connections import serving_engine
-        from mesh_rag_pipelines.embedding import embedder_for
+        from mesh_rag_pipelines.embedding import query_embedder_for
+        from mesh_rag_pipelines.settings import Settings
 
-        self.contracts = {c.name: c for c in loaded_contracts()}
-        self.engine = serving_engine()
+        settings = Settings.from_env()
+        self.contracts = {c.name: c for c in Session(settings).contracts()}
+        self.engine = serving_engine(settings)
         spec = self.contracts["hr_policies"].embedding
-        self.embedders = {spec.model_id: embedder_for(spec)}
+        self.embedders = {spec.model_id: query_embedder_for(spec)}
         self.embedders[spec.model_id].embed(["warm up"])
 
     def returns(self, change: Change) -> bool:

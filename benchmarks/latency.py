@@ -152,12 +152,17 @@ def _drop_indexes(engine: Engine, indexes: list[Index]) -> None:
 
 
 def load(
-    engine: Engine, table_name: str, mixture: GaussianMixture, rows: int, groups: int = GROUPS
+    engine: Engine,
+    table_name: str,
+    mixture: GaussianMixture,
+    rows: int,
+    groups: int = GROUPS,
+    product: str = "synthetic",
 ) -> np.ndarray:
     """Binary COPY in slices of 50k rows, the vectors kept for the exact ground truth; row i
     belongs to ACL group `group-{i % groups}`."""
     now = datetime.now(UTC)
-    common = [enc.encode_text("synthetic"), enc.encode_int2(0), enc.encode_int8(1)]
+    common = [enc.encode_text(product), enc.encode_int2(0), enc.encode_int8(1)]
     model = [enc.encode_text(""), enc.encode_text("paragraphs-v1"), enc.encode_text("synthetic")]
     kept = []
     raw = engine.raw_connection()

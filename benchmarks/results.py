@@ -50,6 +50,15 @@ KEYS = (
     "freshness_daemon_p95_s_table",
     "freshness_daemon_p50_s_files",
     "freshness_daemon_p95_s_files",
+    "serve_p50_ms_1client",
+    "serve_p99_ms_1client",
+    "serve_qps_16clients",
+    "serve_p99_ms_16clients",
+    "serve_errors",
+    "serve_recall10_acl_1pct",
+    "serve_recall10_acl_10pct",
+    "serve_recall10_acl_50pct",
+    "cli_query_seconds",
     "measured_at",
 )
 

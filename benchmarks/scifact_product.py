@@ -18,9 +18,8 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import ChunkingSpec, DataProductContract, load_contract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval.evaluation import load_qrels, load_queries
-from mesh_rag_pipelines_tests.helpers import grant
+from mesh_rag_pipelines_tests.helpers import grant, source_ctx, sync_all
 
 SCIFACT_DIR = Path(os.environ.get("MESH_RAG_SCIFACT_DIR", "/work/shared/eval/scifact"))
 SOURCE_TABLE = "bench_source.scifact"
@@ -143,7 +142,7 @@ def timed_build(engine: Engine, contract: DataProductContract, embedder: Embedde
     """One `build_product` call. A full build and an incremental run are the same call: what
     differs is the state it finds."""
     started = time.perf_counter()
-    results = build_product(contract, SourceAccess(engine), embedder)
+    results = sync_all(contract, source_ctx(engine), embedder)
     timing = BuildTiming(seconds_total=time.perf_counter() - started)
     for chunk_set, index in results:
         timing.seconds_embedding += index.seconds_embedding

@@ -60,3 +60,19 @@ def exact_top_k(
     top = np.argpartition(-scores, k, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
     return np.take_along_axis(top, order, axis=1)
+
+
+class AroundVectors(GaussianMixture):
+    """Points scattered around given unit vectors (real embeddings): each a chosen centre plus
+    isotropic noise of total norm `spread`, normalized. Real text queries then land among them
+    as they would among a large corpus of similar texts."""
+
+    def __init__(self, centres: np.ndarray, spread: float = 0.6, seed: int = 13):
+        self._rng = np.random.default_rng(seed)
+        self.centres = _normalized(np.asarray(centres, dtype=np.float32))
+        self._spread = spread
+
+    def sample(self, count: int) -> np.ndarray:
+        chosen = self._rng.integers(0, len(self.centres), size=count)
+        noise = self._rng.standard_normal((count, DIMENSIONS)) * (self._spread / DIMENSIONS**0.5)
+        return _normalized(self.centres[chosen] + noise).astype(np.float32)

@@ -12,9 +12,12 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
-from mesh_rag_pipelines.contracts.loader import COMPONENT_FILE
+from mesh_rag_pipelines.contracts import ContractError, ContractErrors
+from mesh_rag_pipelines.contracts.loader import COMPONENT_FILE, contract_from_attributes
 from mesh_rag_pipelines.contracts.model import DataProductContract
+from mesh_rag_pipelines.governance.policy import load_policy
 from mesh_rag_pipelines.orchestration.product import product_definitions
+from mesh_rag_pipelines.settings import Settings
 
 TEMPLATE = """\
 type: mesh_rag_pipelines.components.DataProduct
@@ -78,14 +81,18 @@ class DataProduct(dg.Component):
 
     @classmethod
     def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> "DataProduct":
-        contract = DataProductContract.model_validate(attributes)
-        if contract.name != context.path.name:
-            raise ValueError(
-                f"{context.path / COMPONENT_FILE}: field 'name': {contract.name!r} must equal "
-                f"the folder name {context.path.name!r}"
-            )
-        contract._origin = context.path / COMPONENT_FILE
-        return cls(contract)
+        """Through the loader every other path uses, and the platform policy that governs the
+        folder (the nearest `platform_policy.yaml` at or above it)."""
+        path = context.path / COMPONENT_FILE
+        if isinstance(attributes, BaseModel):  # dg hands over its parse of get_model_cls()
+            attributes = attributes.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        loaded = contract_from_attributes(attributes, path)
+        if isinstance(loaded, list):
+            raise ContractErrors(loaded)
+        refusal = load_policy(context.path, Settings.from_env()).refusal(loaded)
+        if refusal:
+            raise ContractErrors([ContractError(path, refusal.field, refusal.problem)])
+        return cls(loaded)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return product_definitions(self.contract)

@@ -4,11 +4,12 @@ domain's repository. `locations.py` serves the shipped products one domain per l
 
 import dagster as dg
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import load_contracts
 from mesh_rag_pipelines.orchestration.product import platform_definitions
+from mesh_rag_pipelines.settings import Settings
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return platform_definitions(load_contracts(settings.contracts_dir()))
+    settings = Settings.from_env()
+    return platform_definitions(load_contracts(settings.contracts_dir, settings))

@@ -10,14 +10,15 @@ others load, run and show in the UI.
 
 import dagster as dg
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import ContractErrors
 from mesh_rag_pipelines.contracts.loader import domains
 from mesh_rag_pipelines.orchestration.product import platform_definitions
+from mesh_rag_pipelines.settings import Settings
 
 
 def domain_definitions(name: str) -> dg.Definitions:
-    found = domains(settings.contracts_dir())
+    settings = Settings.from_env()
+    found = domains(settings.contracts_dir, settings)
     if name not in found:
         raise AttributeError(f"no domain {name!r} in the contracts folder; domains: {list(found)}")
     domain = found[name]

@@ -1,37 +1,29 @@
-"""One product, one shard: source -> chunk set -> index version. No Dagster here.
+"""One product, one shard: source -> chunk set -> every maintained index version. No Dagster here.
 
-`refresh_chunk_set` and `refresh_index` are the two steps the Dagster assets call; running them
-for every shard is a full build, and running them again is a no-op.
+`sync_shard` is the one way a shard is synced: the Dagster assets, `sync_now`, the command line
+(through the assets) and the tests all call it. Running it for every shard is a full build;
+running it again is a no-op:
+
+- the shard's source changes are read (only if the platform policy grants the source) and
+  applied to document state and the chunk set, per document, only when newer than what is
+  stored; a change of the contract's ACL groups reaches stored documents and index rows;
+- unless the shard's share of records breaking the contract's quality rules passes
+  `quality.max_violation_rate` (the index then waits for the records to be fixed), every
+  maintained index version (live, candidate, rollback target) is reconciled with document
+  state: documents indexed at another version are re-written, their new texts embedded once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.embedding.local_model import model_load_seconds
 from mesh_rag_pipelines.governance.policy import ensure_granted
+from mesh_rag_pipelines.sources.base import ShardState, ShardVersion, SourceContext
 from mesh_rag_pipelines.sources.batch import SourceRead
-from mesh_rag_pipelines.sources.files import read_files
-from mesh_rag_pipelines.sources.landing_cursor import (
-    LandingCursor,
-    advance,
-    shards_touched,
-    unseen,
-)
-from mesh_rag_pipelines.sources.observe import ShardVersion, observe_source
-from mesh_rag_pipelines.sources.postgres_table import read_table
-from mesh_rag_pipelines.sources.s3_landing import (
-    LandedObject,
-    list_landed_objects,
-    read_landing_zone,
-)
 from mesh_rag_pipelines.store.chunk_set import (
     ChunkSetResult,
     applied_objects,
@@ -40,64 +32,86 @@ from mesh_rag_pipelines.store.chunk_set import (
     read_cursors,
     sync_acl,
 )
-from mesh_rag_pipelines.store.database import source_engine
 from mesh_rag_pipelines.store.health import index_health
-from mesh_rag_pipelines.store.index_writer import Embedders, IndexResult, refresh_index
+from mesh_rag_pipelines.store.index_writer import (
+    Embedders,
+    IndexResult,
+    reembed_documents,
+    refresh_index,
+)
 from mesh_rag_pipelines.store.layout import check_shards
+from mesh_rag_pipelines.store.product_status import record_status
 
 
 @dataclass
-class SourceAccess:
-    """How to reach sources: the store's engine (also the default table source) and S3."""
+class SyncDeps:
+    """What a sync needs: how to reach the source and the store, and the embedding models
+    (one embedder for every version, or the embedder of a version's spec)."""
 
-    engine: Engine
-    s3: Any = None
-
-    def table_engine(self, contract: DataProductContract) -> Engine:
-        env = contract.source.database_url_env
-        if not env:
-            return self.engine
-        url = os.environ.get(env)
-        if not url:
-            raise RuntimeError(f"product {contract.name}: source.database_url_env {env} is not set")
-        return source_engine(url)
+    ctx: SourceContext
+    embedders: Embedders
 
 
-def read_source(contract: DataProductContract, shard: int, access: SourceAccess) -> SourceRead:
+@dataclass
+class ShardResult:
+    """What one shard's sync did. `index` is None when the quality gate held the index back."""
+
+    shard: int
+    chunks: ChunkSetResult
+    index: IndexResult | None
+    model_load_seconds: float = 0.0
+    schema_drift: list[str] = field(default_factory=list)
+
+    @property
+    def violation_rate(self) -> float:
+        read = self.chunks.records_read
+        return self.chunks.quality_violations / read if read else 0.0
+
+
+def shard_state(contract: DataProductContract, shard: int, ctx: SourceContext) -> ShardState:
+    """What the store holds for a shard that its source's next read starts from."""
+    return ShardState(
+        known=known_documents(ctx.engine, contract.name, shard),
+        cursors=read_cursors(ctx.engine, contract.name, shard),
+        applied=applied_objects(ctx.engine, contract.name, shard),
+    )
+
+
+def read_source(contract: DataProductContract, shard: int, ctx: SourceContext) -> SourceRead:
     """The shard's changes, read only if the platform policy, as it stands now, grants the
     contract's source to its domain (SourceNotGranted otherwise, with the message `mesh-rag
     check` gives): whatever path the contract took here, and however long ago it was loaded."""
-    ensure_granted(contract)
-    known = known_documents(access.engine, contract.name, shard)
-    kind = contract.source.kind
-    if kind == "files":
-        return read_files(contract, shard, known)
-    if kind == "postgres_table":
-        cursors = read_cursors(access.engine, contract.name, shard)
-        return read_table(contract, access.table_engine(contract), shard, known, cursors)
-    if access.s3 is None:
-        raise RuntimeError(f"product {contract.name}: an S3 client is needed for {kind}")
-    applied = applied_objects(access.engine, contract.name, shard)
-    return read_landing_zone(contract, access.s3, shard, applied)
+    ensure_granted(contract, ctx.settings)
+    return contract.source.read(contract, shard, shard_state(contract, shard, ctx), ctx)
 
 
-def refresh_chunk_set(
-    contract: DataProductContract, shard: int, access: SourceAccess
-) -> ChunkSetResult:
-    """Apply the shard's source changes, then any change of the contract's ACL groups."""
-    check_shards(access.engine, contract)
-    read = read_source(contract, shard, access)
-    result = apply_source_read(access.engine, contract, shard, read)
-    result.acl_updated = sync_acl(access.engine, contract, shard)
-    return result
-
-
-def shards_with_pending_changes(contract: DataProductContract, access: SourceAccess) -> list[int]:
-    """Shards whose source holds changes not yet applied; it reads and never writes, so a
-    schedule can ask on every tick and launch runs only where there is work."""
-    return [
-        shard for shard in range(contract.shards) if read_source(contract, shard, access).changes
+def sync_shard(
+    contract: DataProductContract,
+    shard: int,
+    deps: SyncDeps,
+    *,
+    reembed: Sequence[str] = (),
+) -> ShardResult:
+    """Apply the shard's source changes, then reconcile every maintained index version; the
+    documents in `reembed` are embedded anew, ignoring cached vectors (a provider fixed a
+    model, say)."""
+    engine = deps.ctx.engine
+    check_shards(engine, contract)
+    read = read_source(contract, shard, deps.ctx)
+    chunks = apply_source_read(engine, contract, shard, read)
+    chunks.acl_updated = sync_acl(engine, contract, shard)
+    drift = [
+        f"unexpected field {name!r} in {n} records" for name, n in read.unexpected_fields.items()
     ]
+    result = ShardResult(shard, chunks, None, schema_drift=drift + list(read.schema_changes))
+    if result.violation_rate > contract.quality.max_violation_rate:
+        return result
+    if reembed:
+        reembed_documents(engine, contract, [d for d in reembed if contract.shard_of(d) == shard])
+    loading_before = model_load_seconds()
+    result.index = refresh_index(engine, contract, shard, deps.embedders)
+    result.model_load_seconds = model_load_seconds() - loading_before
+    return result
 
 
 @dataclass(frozen=True)
@@ -116,31 +130,35 @@ class SourceLag:
 
 
 def waiting_changes(
-    contract: DataProductContract, access: SourceAccess
+    contract: DataProductContract, ctx: SourceContext
 ) -> list[tuple[int, datetime | None]]:
     """Each change the source holds that the store has not applied: its shard and when it was
     made (reads the source, writes nothing)."""
     return [
         (shard, change.source_updated_at)
         for shard in range(contract.shards)
-        for change in read_source(contract, shard, access).changes
+        for change in read_source(contract, shard, ctx).changes
     ]
+
+
+def shards_with_pending_changes(contract: DataProductContract, ctx: SourceContext) -> list[int]:
+    return sorted({shard for shard, _ in waiting_changes(contract, ctx)})
 
 
 def source_lag(
     contract: DataProductContract,
-    access: SourceAccess,
+    ctx: SourceContext,
     waiting: Sequence[tuple[int, datetime | None]] | None = None,
 ) -> SourceLag:
     """The product's lag; `waiting` (shard, changed at) replaces reading the source, for a
-    landing zone whose waiting objects its sensor tracks."""
+    sensor that tracks what waits itself."""
     if waiting is None:
-        waiting = waiting_changes(contract, access)
+        waiting = waiting_changes(contract, ctx)
     shards = {shard for shard, _ in waiting}
     unindexed = 0
     oldest = min((at for _, at in waiting if at), default=None)
     for shard in range(contract.shards):
-        health = index_health(access.engine, contract.name, shard)
+        health = index_health(ctx.engine, contract.name, shard)
         if health is not None and health.consistent:
             continue
         # Never built (no live version) or not matching: something is not served yet.
@@ -151,65 +169,32 @@ def source_lag(
     return SourceLag(len(waiting), unindexed, oldest, tuple(sorted(shards)))
 
 
-def pending_landed_objects(
+def judge_freshness(
     contract: DataProductContract,
-    access: SourceAccess,
-    cursor: LandingCursor,
-    *,
-    page_size: int = 1000,
-    limit: int | None = None,
-) -> tuple[dict[int, list[LandedObject]], LandingCursor]:
-    """Landing objects new since the cursor, by the shards that have not applied them yet, and
-    the cursor that records them.
-
-    Objects every shard has already applied (a run read them before this call saw them) are
-    recorded without being read; at most `limit` others are read, oldest first, and the rest are
-    left for the next call.
-    """
-    bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
-    listing = list(list_landed_objects(access.s3, bucket, prefix, page_size))
-    ledgers = [
-        applied_objects(access.engine, contract.name, shard) for shard in range(contract.shards)
-    ]
-    fresh = unseen(listing, cursor)
-    settled = [o for o in fresh if all((o.key, o.etag) in ledger for ledger in ledgers)]
-    settled_set = set(settled)
-    to_read = [o for o in fresh if o not in settled_set][:limit]
-    pending = {
-        shard: [o for o in objects if (o.key, o.etag) not in ledgers[shard]]
-        for shard, objects in shards_touched(contract, access.s3, to_read).items()
-    }
-    by_shard = {shard: objects for shard, objects in pending.items() if objects}
-    return by_shard, advance(cursor, listing, settled + to_read)
-
-
-def build_product(
-    contract: DataProductContract, access: SourceAccess, embedders: Embedders
-) -> list[tuple[ChunkSetResult, IndexResult]]:
-    """Every shard of one product, in order; what a backfill does with one run per shard."""
-    return [
-        (
-            refresh_chunk_set(contract, shard, access),
-            refresh_index(access.engine, contract, shard, embedders),
-        )
-        for shard in range(contract.shards)
-    ]
+    ctx: SourceContext,
+    waiting: Sequence[tuple[int, datetime | None]] | None = None,
+) -> SourceLag:
+    """The product's lag (see `source_lag`), recorded as its last judged status, which the
+    retrieval service's catalog reads."""
+    lag = source_lag(contract, ctx, waiting)
+    record_status(
+        ctx.engine,
+        contract.name,
+        in_sync=lag.in_sync,
+        waiting_changes=lag.waiting_changes,
+        unindexed_documents=lag.unindexed_documents,
+        oldest_change=lag.oldest_change,
+    )
+    return lag
 
 
 def current_source_versions(
-    contract: DataProductContract, access: SourceAccess
+    contract: DataProductContract, ctx: SourceContext
 ) -> dict[int, ShardVersion]:
-    """Each shard's data version now: what a polled source holds, or the landing objects a
-    landing zone's shard has applied."""
-    if contract.source.kind != "s3_landing":
-        return observe_source(
-            contract, access.table_engine(contract) if contract.source.table else None
-        )
-    versions = {}
-    for shard in range(contract.shards):
-        applied = sorted(
-            f"{key}\t{etag}" for key, etag in applied_objects(access.engine, contract.name, shard)
-        )
-        digest = hashlib.sha256("\n".join(applied).encode()).hexdigest()[:16]
-        versions[shard] = ShardVersion(digest, len(applied), None)
-    return versions
+    """Each shard's data version now, as its source kind observes it (a landing zone's from the
+    objects each shard has applied)."""
+    states = {
+        shard: ShardState(applied=applied_objects(ctx.engine, contract.name, shard))
+        for shard in range(contract.shards)
+    }
+    return contract.source.observe(contract, ctx, states)

@@ -20,12 +20,12 @@ from mesh_rag_pipelines.connections import s3_client
 from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, contract_files
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
-from mesh_rag_pipelines.pipeline import SourceAccess
-from mesh_rag_pipelines.samples import ensure_bucket
 from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
 from mesh_rag_pipelines.services.local_s3 import ensure_local_s3, stop_local_s3
+from mesh_rag_pipelines.sources.base import SourceContext
+from mesh_rag_pipelines.sources.s3_landing import ensure_bucket
 from mesh_rag_pipelines.store.database import engine_for, psycopg2_url
-from mesh_rag_pipelines_tests.helpers import grant, shipped_contract
+from mesh_rag_pipelines_tests.helpers import grant, shipped_contract, source_ctx
 
 # The tests start their own services and name them; the local profile covers the rest.
 os.environ.setdefault("MESH_RAG_PROFILE", "local")
@@ -98,7 +98,7 @@ def s3_endpoint(services_home: Path) -> str:
 
 @pytest.fixture
 def s3(s3_endpoint: str):  # type: ignore[no-untyped-def]
-    return s3_client(s3_endpoint)
+    return s3_client(endpoint_url=s3_endpoint)
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +127,7 @@ def products_dir(tmp_path: Path, s3_endpoint: str) -> Path:
         target, "customer_support", buckets=[{"bucket": bucket, "prefixes": ["support_tickets/"]}]
     )
     grant(target, "people", folders=[str(tmp_path / "sample_data" / "hr_policies")])
-    ensure_bucket(s3_client(s3_endpoint), bucket)
+    ensure_bucket(s3_client(endpoint_url=s3_endpoint), bucket)
     return target
 
 
@@ -137,8 +137,9 @@ def contracts(products_dir: Path) -> dict[str, DataProductContract]:
 
 
 @pytest.fixture
-def access(engine: Engine, s3) -> SourceAccess:  # type: ignore[no-untyped-def]
-    return SourceAccess(engine, s3)
+def access(engine: Engine, s3) -> SourceContext:  # type: ignore[no-untyped-def]
+    """How a test's syncs reach its sources: this store, this bucket's S3, the settings."""
+    return source_ctx(engine, s3)
 
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")

@@ -15,9 +15,11 @@ from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, contract_text, fin
 from mesh_rag_pipelines.contracts.model import shard_of as _shard_of
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.governance.policy import POLICY_FILE
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
-from mesh_rag_pipelines.settings import DEFAULT_SHARDS
+from mesh_rag_pipelines.pipeline import ShardResult, SyncDeps, sync_shard
+from mesh_rag_pipelines.settings import DEFAULT_SHARDS, Settings
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
+from mesh_rag_pipelines.store.index_writer import Embedders
 from mesh_rag_pipelines.store.schema import SCHEMA
 
 IndexSnapshot = dict[tuple[str, int], tuple[int, str, str, tuple[str, ...], np.ndarray]]
@@ -60,15 +62,27 @@ def assert_same_index(actual: IndexSnapshot, expected: IndexSnapshot, atol: floa
         np.testing.assert_allclose(got[4], vector, atol=atol, err_msg=str(key))
 
 
+def source_ctx(engine: Engine, s3: Any = None) -> SourceContext:
+    """How a test's syncs reach sources: this store, the environment's settings, this S3."""
+    return SourceContext(engine, Settings.from_env(), s3)
+
+
+def sync_all(
+    contract: DataProductContract, ctx: SourceContext, embedders: Embedders
+) -> list[ShardResult]:
+    """Every shard once, through `sync_shard`, as a backfill does."""
+    deps = SyncDeps(ctx, embedders)
+    return [sync_shard(contract, shard, deps) for shard in range(contract.shards)]
+
+
 def build_all(
-    contracts: dict[str, DataProductContract], access: SourceAccess, embedder: Embedder
+    contracts: dict[str, DataProductContract], ctx: SourceContext, embedder: Embedder
 ) -> dict[str, int]:
     """Build every product; texts embedded per product."""
-    embedded = {}
-    for name, contract in contracts.items():
-        results = build_product(contract, access, embedder)
-        embedded[name] = sum(index.texts_embedded for _, index in results)
-    return embedded
+    return {
+        name: sum(r.index.texts_embedded for r in sync_all(contract, ctx, embedder) if r.index)
+        for name, contract in contracts.items()
+    }
 
 
 def edited(products_dir: Path, name: str, old: str, new: str) -> DataProductContract:

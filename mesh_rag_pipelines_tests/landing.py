@@ -15,10 +15,10 @@ from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.loader import load_contract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
 from mesh_rag_pipelines.store.index_writer import IndexResult
-from mesh_rag_pipelines_tests.helpers import grant, index_rows
+from mesh_rag_pipelines_tests.helpers import grant, index_rows, sync_all
 
 TICKET_COLUMNS = [
     "ticket_id",
@@ -111,12 +111,13 @@ def dms_row(op: str, record: dict[str, Any]) -> str:
 
 
 def run_product(
-    contract: DataProductContract, access: SourceAccess, embedder: Embedder
+    contract: DataProductContract, access: SourceContext, embedder: Embedder
 ) -> tuple[ChunkSetResult, IndexResult]:
     """Every shard once, as a backfill does; the results summed over shards."""
     chunk_sets, indexes = ChunkSetResult(), IndexResult()
-    for chunk_set, index in build_product(contract, access, embedder):
-        for total, part in ((chunk_sets, chunk_set), (indexes, index)):
+    for result in sync_all(contract, access, embedder):
+        assert result.index is not None, "the quality gate held the index back"
+        for total, part in ((chunk_sets, result.chunks), (indexes, result.index)):
             for field in fields(part):
                 value = getattr(part, field.name)
                 if isinstance(value, int | float) and not isinstance(value, bool):

@@ -17,13 +17,13 @@ from sqlalchemy.exc import ProgrammingError
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.governance.access import OPERATOR_ROLE, SERVING_ROLE, InvalidCallerGroup
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.services.embedded_postgres import local_login
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import edited
+from mesh_rag_pipelines_tests.helpers import edited, source_ctx, sync_all
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 QUERY = "my tent arrived damaged and I want a refund"
@@ -32,15 +32,15 @@ QUERY = "my tent arrived damaged and I want a refund"
 @pytest.fixture
 def built(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
 ) -> dict[str, DataProductContract]:
     chosen = {name: contracts[name] for name in ("hr_policies", "support_tickets")}
-    seed_sources(list(chosen.values()), engine, s3)
+    seed_sources(list(chosen.values()), source_ctx(engine, s3))
     for contract in chosen.values():
-        build_product(contract, access, minilm)
+        sync_all(contract, access, minilm)
     return chosen
 
 
@@ -154,7 +154,7 @@ def test_the_cli_requires_a_caller_and_filters_by_its_groups(
 def test_an_acl_edit_reaches_indexed_rows_on_the_next_run_without_reembedding(
     built: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
 ) -> None:
@@ -165,10 +165,10 @@ def test_an_acl_edit_reaches_indexed_rows_on_the_next_run_without_reembedding(
         "acl_groups: [employees, hr]",
         "acl_groups: [employees, hr, contractors]",
     )
-    results = build_product(widened, access, minilm)
+    results = sync_all(widened, access, minilm)
 
-    assert sum(index.texts_embedded for _, index in results) == 0
-    assert sum(chunk_set.acl_updated for chunk_set, _ in results) == 12
+    assert sum(r.index.texts_embedded for r in results) == 0
+    assert sum(r.chunks.acl_updated for r in results) == 12
     hits = search(engine, [widened], "parental leave", contractors, k=50, unit="documents")
     assert len(hits) == 12
 
@@ -178,8 +178,8 @@ def test_an_acl_edit_reaches_indexed_rows_on_the_next_run_without_reembedding(
         "acl_groups: [employees, hr, contractors]",
         "acl_groups: [employees, hr]",
     )
-    results = build_product(narrowed, access, minilm)
-    assert sum(index.texts_embedded for _, index in results) == 0
+    results = sync_all(narrowed, access, minilm)
+    assert sum(r.index.texts_embedded for r in results) == 0
     assert search(engine, [narrowed], "parental leave", contractors, k=50) == []
     assert (
         len(search(engine, [narrowed], "parental leave", Caller.of(["hr"]), k=50, unit="documents"))
@@ -188,7 +188,7 @@ def test_an_acl_edit_reaches_indexed_rows_on_the_next_run_without_reembedding(
 
 
 def test_a_record_may_narrow_who_reads_it(
-    products_dir: Path, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    products_dir: Path, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     from mesh_rag_pipelines_tests.landing import contract_variant, land, project_event, ticket
 
@@ -206,7 +206,7 @@ def test_a_record_may_narrow_who_reads_it(
     open_to_all = ticket("TCK-9002", 1, "Stakes", "Tent stakes bent on rock.")
     outsider = ticket("TCK-9003", 1, "Lamp", "Lamp broke.", visible_to=["marketing"])
     land(s3, tickets, "0001", [project_event("upsert", r) for r in (refund, open_to_all, outsider)])
-    build_product(tickets, access, minilm)
+    sync_all(tickets, access, minilm)
 
     def documents(groups: list[str]) -> set[str]:
         hits = search(engine, [tickets], "tent", Caller.of(groups), k=10, unit="documents")

@@ -12,10 +12,11 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.retrieval.answer import OpenAIChat, answer
 from mesh_rag_pipelines.retrieval.request import RetrievalRequest
+from mesh_rag_pipelines.sources.base import SourceContext
+from mesh_rag_pipelines_tests.helpers import sync_all
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 QUESTION = "How many weeks of fully paid leave does a primary caregiver get?"
@@ -23,9 +24,9 @@ QUESTION = "How many weeks of fully paid leave does a primary caregiver get?"
 
 @pytest.fixture
 def policies(
-    contracts: dict[str, DataProductContract], access: SourceAccess, minilm: Embedder
+    contracts: dict[str, DataProductContract], access: SourceContext, minilm: Embedder
 ) -> DataProductContract:
-    build_product(contracts["hr_policies"], access, minilm)
+    sync_all(contracts["hr_policies"], access, minilm)
     return contracts["hr_policies"]
 
 

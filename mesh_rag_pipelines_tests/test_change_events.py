@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines_tests.landing import (
     contract_variant,
     debezium_event,
@@ -82,7 +82,7 @@ def dms(products_dir: Path) -> DataProductContract:
 
 
 def test_debezium_creates_snapshot_reads_updates_and_deletes_reach_the_index(
-    debezium: DataProductContract, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    debezium: DataProductContract, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     land(
         s3,
@@ -117,7 +117,7 @@ def test_debezium_creates_snapshot_reads_updates_and_deletes_reach_the_index(
 
 
 def test_debezium_older_events_arriving_late_never_overwrite_a_newer_version(
-    debezium: DataProductContract, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    debezium: DataProductContract, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     land(s3, debezium, "0001.json", [debezium_event("u", LEAKING_TENT_V2, LEAKING_TENT_V3)])
     run_product(debezium, access, minilm)
@@ -140,7 +140,7 @@ def test_debezium_older_events_arriving_late_never_overwrite_a_newer_version(
 
 
 def test_debezium_delete_is_a_tombstone_that_a_late_older_create_cannot_resurrect(
-    debezium: DataProductContract, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    debezium: DataProductContract, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     land(s3, debezium, "0001.json", [debezium_event("c", None, LEAKING_TENT_V2)])
     run_product(debezium, access, minilm)
@@ -163,7 +163,7 @@ def test_debezium_delete_is_a_tombstone_that_a_late_older_create_cannot_resurrec
 
 
 def test_debezium_text_with_a_unicode_line_separator_stays_one_event(
-    debezium: DataProductContract, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    debezium: DataProductContract, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     pasted = {**WRONG_SIZE, "body": "Pasted from the order form:\u2028size 43, colour slate."}
     land(s3, debezium, "0001.json", [debezium_event("c", None, pasted)])
@@ -175,7 +175,7 @@ def test_debezium_text_with_a_unicode_line_separator_stays_one_event(
 
 
 def test_dms_inserts_updates_and_deletes_reach_the_index_with_quoted_multiline_values(
-    dms: DataProductContract, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    dms: DataProductContract, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     land(
         s3,
@@ -201,7 +201,7 @@ def test_dms_inserts_updates_and_deletes_reach_the_index_with_quoted_multiline_v
 
 
 def test_dms_older_rows_arriving_late_never_overwrite_a_newer_version_or_undo_a_delete(
-    dms: DataProductContract, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    dms: DataProductContract, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     land(s3, dms, "20260403-0000000000.csv", [dms_row("U", LEAKING_TENT_V3)])
     land(s3, dms, "20260403-0000000001.csv", [dms_row("I", WRONG_SIZE)])

@@ -14,9 +14,10 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.settings import Settings
+from mesh_rag_pipelines_tests.helpers import source_ctx
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_a_no_op_build_embeds_nothing_and_loads_no_model(
 ) -> None:
     for name in ("catalog_products", "support_tickets"):
         (products_dir / f"{name}.yaml").unlink()
-    seed_sources([contracts["hr_policies"]], engine, s3)
+    seed_sources([contracts["hr_policies"]], source_ctx(engine, s3))
     home = tmp_path / "home"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -99,5 +100,5 @@ def test_the_local_home_does_not_depend_on_the_working_directory(
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         monkeypatch.chdir(tmp_path / folder)
-        homes.add(settings.home())
+        homes.add(Settings.from_env().home)
     assert homes == {tmp_path / "user" / ".mesh_rag"}

@@ -47,7 +47,7 @@ def test_unknown_source_kind_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ContractError) as error:
         load_contract(path)
     assert error.value.field == "source.kind"
-    assert "'postgres_table', 'files' or 's3_landing'" in error.value.problem
+    assert "'postgres_table', 'files', 'pdf_files' or 's3_landing'" in error.value.problem
 
 
 def test_bad_sla_names_the_field_and_the_expected_form(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, load_contracts
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.services.embedded_postgres import (
     ensure_embedded_postgres,
@@ -31,7 +30,7 @@ from mesh_rag_pipelines.services.embedded_postgres import (
 from mesh_rag_pipelines.store.database import engine_for
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows
+from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows, source_ctx, sync_all
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
@@ -135,10 +134,10 @@ def _assert_equals_a_build_from_scratch(
     from mesh_rag_pipelines.embedding.openai_compatible import OpenAIEmbedder
 
     scratch = engine_for(scratch_url)
-    seed_sources(contracts, scratch, s3)
+    seed_sources(contracts, source_ctx(scratch, s3))
     for contract in contracts:
         embedder = OpenAIEmbedder(contract.embedding, "test-key", server.base_url)
-        build_product(contract, SourceAccess(scratch, s3), embedder)
+        sync_all(contract, source_ctx(scratch, s3), embedder)
         health = index_health(engine, contract.name)
         assert health is not None
         assert (health.missing_documents, health.ghost_rows) == (0, 0), contract.name
@@ -157,7 +156,7 @@ def test_builds_killed_at_points_over_every_shard_converge_on_the_next_build(
     embeddings: OpenAICompatibleServer,
     tmp_path: Path,
 ) -> None:
-    seed_sources(openai_products, engine, s3)
+    seed_sources(openai_products, source_ctx(engine, s3))
     env = _cli_env(database_url, s3_endpoint, products_dir, embeddings, tmp_path / "dagster")
     points = [(stage, shard) for shard in range(4) for stage in ("state", "indexed", "indexed")]
 
@@ -201,7 +200,7 @@ def test_a_postgresql_immediate_stop_mid_build_converges_on_the_next_build(
 ) -> None:
     url, data_dir = private_server
     engine = engine_for(url)
-    seed_sources(openai_products, engine, s3)
+    seed_sources(openai_products, source_ctx(engine, s3))
     env = _cli_env(url, s3_endpoint, products_dir, embeddings, tmp_path / "dagster")
     process = _build(env)
     start = _progress(engine).get(("indexed", 1), 0)

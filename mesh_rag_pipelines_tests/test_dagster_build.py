@@ -13,6 +13,7 @@ from mesh_rag_pipelines.definitions import defs
 from mesh_rag_pipelines.orchestration.jobs import sync_job_name
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines_tests.helpers import source_ctx
 
 
 def _run_every_shard(
@@ -61,7 +62,7 @@ def test_sync_jobs_build_every_shard_and_rerun_as_a_no_op(
     monkeypatch.setenv("MESH_RAG_DATABASE_URL", database_url)
     monkeypatch.setenv("MESH_RAG_S3_ENDPOINT_URL", s3_endpoint)
     monkeypatch.setenv("MESH_RAG_CONTRACTS_DIR", str(products_dir))
-    seed_sources(list(contracts.values()), engine, s3)
+    seed_sources(list(contracts.values()), source_ctx(engine, s3))
     instance = dg.DagsterInstance.ephemeral()
 
     first = _run_every_shard(instance, contracts)

@@ -37,7 +37,7 @@ def _dg(*args: str, cwd: Path, pythonpath: Path | None = None) -> str:
 def test_dg_lists_the_sample_products_definitions() -> None:
     listed = json.loads(_dg("list", "defs", "--json", cwd=REPOSITORY))
     assets = {asset["asset_key"] for asset in listed["assets"]}
-    steps = ("source", "chunks", "embeddings", "release", "in_sync")
+    steps = ("source", "chunks", "embeddings", "release", "in_sync", "serving")
     assert assets == {f"{product}/{step}" for product in PRODUCTS for step in steps}
     jobs = {job["name"] for job in listed["jobs"]}
     for product in PRODUCTS:
@@ -154,7 +154,8 @@ def test_a_scaffolded_product_materializes_end_to_end(
         _dg("list", "defs", "--json", cwd=domain_repository, pythonpath=domain_repository)
     )
     assert {asset["asset_key"] for asset in listed["assets"]} == {
-        f"onboarding/{step}" for step in ("source", "chunks", "embeddings", "release", "in_sync")
+        f"onboarding/{step}"
+        for step in ("source", "chunks", "embeddings", "release", "in_sync", "serving")
     }
 
     monkeypatch.setenv("MESH_RAG_DATABASE_URL", database_url)

@@ -20,8 +20,12 @@ document state must equal the model's fold, and every maintained version must eq
 from scratch of the fold's live documents with its own chunker and model, into a fresh product
 with an empty cache.
 
-The changes are change-stream events, as landing files carry them; a polled source's changes
-(its current state is the truth) are covered by test_incremental_sequence.py. Vectors come from
+Every run goes through `pipeline.sync_shard`, the one path assets, jobs and the CLI take: the
+sequence's changes reach it through a source kind of the test's own (`QueuedChanges`), which
+hands a shard the changes queued for it, as a change stream would; a refresh is a run with
+nothing queued. The changes are change-stream events, as landing files carry them; a polled
+source's changes (its current state is the truth) are covered by test_incremental_sequence.py.
+Vectors come from
 a hashing test double (`hashing_embedder.py`), so that the sequences run in seconds; the real
 model is used by every other test. A divergence names its seed; `run_sequence(engine,
 generate(seed))` replays that sequence alone.
@@ -34,7 +38,9 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
+from pydantic import PrivateAttr
 from sqlalchemy import Engine, Table, func, select
 
 from mesh_rag_pipelines import settings
@@ -45,10 +51,12 @@ from mesh_rag_pipelines.contracts import (
     EmbeddingSpec,
     load_contracts,
 )
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
 from mesh_rag_pipelines.releases import ReleaseError, retire, rollback, swap
+from mesh_rag_pipelines.settings import Settings
+from mesh_rag_pipelines.sources.base import SourceContext, SourceKind
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum
-from mesh_rag_pipelines.store.chunk_set import apply_source_read
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import (
     ensure_index_version,
@@ -56,7 +64,6 @@ from mesh_rag_pipelines.store.index_versions import (
     maintained_versions,
     product_versions,
 )
-from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines.store.schema import DocumentState, IndexVersion, index_table
 from mesh_rag_pipelines_tests.hashing_embedder import HashingEmbedder
 from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, index_rows, shard_of
@@ -101,12 +108,44 @@ MODELS = (
 )
 
 
+class QueuedChanges(SourceKind):
+    """A change stream of the test's own: a shard's read returns what was queued for it."""
+
+    kind: Literal["queued_changes"] = "queued_changes"
+    dagster_kind: ClassVar[str] = "test"
+    main_field: ClassVar[str] = "source"
+    refs_are_ids: ClassVar[bool] = False
+    _queued: dict[int, list[DocumentChange]] = PrivateAttr(default_factory=dict)
+
+    def queue(self, shard: int, changes: list[DocumentChange]) -> None:
+        self._queued.setdefault(shard, []).extend(changes)
+
+    def read(self, contract: Any, shard: int, state: Any, ctx: Any) -> SourceRead:
+        return SourceRead(changes=self._queued.pop(shard, []))
+
+    def observe(self, contract: Any, ctx: Any, states: Any) -> dict:
+        return {}
+
+    def where(self, contract: Any) -> str:
+        return "the sequence's queue"
+
+    def preflight(self, contract: Any, ctx: Any) -> None:
+        return None
+
+    def refusal(self, contract: Any, policy: Any) -> None:
+        return None
+
+
 def _contract(
-    name: str, chunking: ChunkingSpec = CHUNKERS[0], embedding: EmbeddingSpec = MODELS[0]
+    name: str,
+    source: QueuedChanges,
+    chunking: ChunkingSpec = CHUNKERS[0],
+    embedding: EmbeddingSpec = MODELS[0],
 ) -> DataProductContract:
-    """The shipped ticket product with small chunks and the test double's model identity."""
+    """The shipped ticket product with small chunks, the test double's model identity, and
+    the sequence's queue as its source."""
     return SHIPPED_TICKETS.model_copy(
-        update={"name": name, "chunking": chunking, "embedding": embedding}
+        update={"name": name, "chunking": chunking, "embedding": embedding, "source": source}
     )
 
 
@@ -236,7 +275,8 @@ def _releases(rng: random.Random, sequence: GeneratedSequence) -> list[Release]:
 def _split(
     rng: random.Random, batch: list[DocumentChange], sequence: GeneratedSequence
 ) -> list[Apply | Refresh | Release]:
-    """One run: a chunk-set call per shard (sometimes two), index refreshes of random shards."""
+    """One run: a shard run per shard with changes (sometimes two), runs of random shards
+    with nothing new (a refresh: a version registered since is built)."""
     kinds = sequence.kinds
     per_shard: dict[int, list[DocumentChange]] = {}
     for change in batch:
@@ -252,7 +292,7 @@ def _split(
     if len(per_shard) > 1:
         kinds["spread_over_shards"] += 1
     refreshed = [shard for shard in sequence.shards if rng.random() < 0.5]
-    kinds["shard_refresh_deferred"] += len(sequence.shards) - len(refreshed)
+    kinds["shard_run_without_changes"] += len(refreshed)
     actions += [Refresh(shard) for shard in refreshed]
     rng.shuffle(actions)
     return actions
@@ -381,7 +421,8 @@ def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
     """Divergences between the store and the model, and between every maintained version and
     a fresh build with its spec."""
     name = f"diff_{sequence.seed:04d}"
-    contract = _contract(name)
+    source = QueuedChanges()
+    contract = _contract(name, source)
     embedders: dict[str, HashingEmbedder] = {}
 
     def embedder_for(spec: EmbeddingSpec) -> HashingEmbedder:
@@ -398,19 +439,30 @@ def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
         if expected != actual:
             divergences.append(f"seed {sequence.seed} {where}: model {expected}, store {actual}")
 
-    def refresh(where: str, shard: int) -> None:
-        model.register(index_version_id(contract), contract.chunking, contract.embedding)
-        result = refresh_index(engine, contract, shard, embedder_for)
-        actual = {
-            "texts_embedded": result.texts_embedded,
-            "documents_indexed": result.documents_indexed,
+    deps = SyncDeps(SourceContext(engine, Settings.from_env()), embedder_for)
+
+    def shard_run(where: str, shard: int, changes: list[DocumentChange]) -> None:
+        """A shard run of `changes` (none: a refresh), checked against the model."""
+        source.queue(shard, changes)
+        result = sync_shard(contract, shard, deps)
+        applied = {
+            "changed": result.chunks.documents_changed,
+            "deleted": result.chunks.documents_deleted,
+            "stale": result.chunks.stale_changes_ignored,
         }
-        check(where, model.refresh(shard), actual)
+        check(where, model.apply(changes), applied)
+        model.register(index_version_id(contract), contract.chunking, contract.embedding)
+        assert result.index is not None, "the quality gate held the index back"
+        indexed = {
+            "texts_embedded": result.index.texts_embedded,
+            "documents_indexed": result.index.documents_indexed,
+        }
+        check(where, model.refresh(shard), indexed)
 
     def release(where: str, action: Release) -> None:
         nonlocal contract
         if action.action == "contract":
-            contract = _contract(name, CHUNKERS[action.chunker], MODELS[action.model])
+            contract = _contract(name, source, CHUNKERS[action.chunker], MODELS[action.model])
             return
         chosen = model.maintained[action.pick % len(model.maintained)] if model.maintained else None
         accepted = model.release(action.action, chosen)
@@ -432,17 +484,9 @@ def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
             if isinstance(action, Release):
                 release(f"run {number} {action.action}", action)
             elif isinstance(action, Refresh):
-                refresh(where, action.shard)
+                shard_run(where, action.shard, [])
             else:
-                result = apply_source_read(
-                    engine, contract, action.shard, SourceRead(changes=action.changes)
-                )
-                actual = {
-                    "changed": result.documents_changed,
-                    "deleted": result.documents_deleted,
-                    "stale": result.stale_changes_ignored,
-                }
-                check(where, model.apply(action.changes), actual)
+                shard_run(where, action.shard, action.changes)
         tombstoned = [doc for doc, stored in model.documents.items() if stored.deleted]
         with engine.connect() as conn:
             tables = [_index_table_of(v) for v in product_versions(conn, name)]
@@ -450,7 +494,7 @@ def run_sequence(engine: Engine, sequence: GeneratedSequence) -> list[str]:
             rows = _rows_of(engine, table, tombstoned)
             check(f"run {number} rows of deleted documents in {table.name}", {}, rows)
     for shard in sequence.shards:
-        refresh(f"final refresh shard {shard}", shard)
+        shard_run(f"final refresh shard {shard}", shard, [])
 
     check("document state", _model_state(model), _stored_state(engine, name))
     stored_versions = maintained_versions(engine, name)
@@ -514,14 +558,15 @@ def _build_from_scratch(
     embedding: EmbeddingSpec,
 ) -> IndexSnapshot:
     """The fold's live documents, once each, into a fresh product with an empty cache."""
-    contract = _contract(product, chunking, embedding)
+    source = QueuedChanges()
+    contract = _contract(product, source, chunking, embedding)
     embedder = HashingEmbedder(f"test-double:hashing:{contract.name}:scratch", DIMENSIONS)
+    deps = SyncDeps(SourceContext(engine, Settings.from_env()), embedder)
     ensure_index_version(engine, contract)
     live = [stored.change for stored in model.live().values()]
     for shard in sorted({shard_of(change.doc_id) for change in live}):
-        changes = [change for change in live if shard_of(change.doc_id) == shard]
-        apply_source_read(engine, contract, shard, SourceRead(changes=changes))
-        refresh_index(engine, contract, shard, embedder)
+        source.queue(shard, [change for change in live if shard_of(change.doc_id) == shard])
+        sync_shard(contract, shard, deps)
     return index_rows(engine, contract.name)
 
 

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.contracts import DataProductContract, EmbeddingSpec
 from mesh_rag_pipelines.embedding.openai_compatible import OpenAIEmbedder
 from mesh_rag_pipelines.embedding.verify import EmbeddingReplyError
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import index_rows
+from mesh_rag_pipelines_tests.helpers import index_rows, sync_all
 from mesh_rag_pipelines_tests.openai_compatible_server import (
     FAULTS,
     OpenAICompatibleServer,
@@ -77,13 +77,13 @@ def test_a_bad_reply_is_retried_and_only_right_vectors_are_stored(
     fault: str,
     server: OpenAICompatibleServer,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
 ) -> None:
     server.faults = [fault]
     contract = _policies(contracts)
 
-    build_product(contract, access, _embedder(server))
+    sync_all(contract, access, _embedder(server))
 
     assert server.faults_served == [fault]
     health = index_health(engine, contract.name)
@@ -105,7 +105,7 @@ def test_a_reply_that_stays_bad_fails_the_run_naming_product_model_and_what_came
     received: str,
     server: OpenAICompatibleServer,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
 ) -> None:
     contract = _policies(contracts)
@@ -122,13 +122,13 @@ def test_a_reply_that_stays_bad_fails_the_run_naming_product_model_and_what_came
     assert re.search(received, message), message
 
     with pytest.raises(EmbeddingReplyError, match=r"^product hr_policies: embedding model "):
-        build_product(contract, access, embedder)
+        sync_all(contract, access, embedder)
     assert _cache(engine) == {}
     assert index_rows(engine, contract.name) == {}
 
 
 def test_a_flaky_provider_loses_duplicates_and_corrupts_nothing(
-    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine
+    contracts: dict[str, DataProductContract], access: SourceContext, engine: Engine
 ) -> None:
     """Every kind of fault once, then 20% of replies at random; runs are repeated until one
     completes, and every failure on the way is a loud EmbeddingReplyError."""
@@ -141,7 +141,7 @@ def test_a_flaky_provider_loses_duplicates_and_corrupts_nothing(
     try:
         for _ in range(10):
             try:
-                build_product(contract, access, embedder)
+                sync_all(contract, access, embedder)
                 break
             except EmbeddingReplyError as exc:
                 failures.append(str(exc))

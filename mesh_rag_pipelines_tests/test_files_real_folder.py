@@ -19,11 +19,11 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, load_contract
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, contract_text, find_contract
-from mesh_rag_pipelines.sources.files import file_record, read_files
-from mesh_rag_pipelines.sources.observe import observe_source
+from mesh_rag_pipelines.sources.base import ShardState
+from mesh_rag_pipelines.sources.files import file_record
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import grant
+from mesh_rag_pipelines_tests.helpers import grant, source_ctx
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 DOCS = Path("/usr/share/doc")
@@ -217,7 +217,9 @@ def _folder_contract(tmp_path: Path, folder: Path) -> DataProductContract:
     return load_contract(_contract_file(tmp_path / "contracts", folder))
 
 
-def test_a_recursive_pattern_yields_files_only_each_under_its_own_id(tmp_path: Path) -> None:
+def test_a_recursive_pattern_yields_files_only_each_under_its_own_id(
+    tmp_path: Path, engine: Engine
+) -> None:
     folder = tmp_path / "docs"
     for relative, content in {
         "git/README.md": "# Git\n\nThe fast version control system.\n",
@@ -234,7 +236,10 @@ def test_a_recursive_pattern_yields_files_only_each_under_its_own_id(tmp_path: P
     contract = _folder_contract(tmp_path, folder)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
-    reads = [read_files(contract, shard, {}) for shard in range(contract.shards)]
+    ctx = source_ctx(engine)
+    reads = [
+        contract.source.read(contract, shard, ShardState(), ctx) for shard in range(contract.shards)
+    ]
     assert [q for read in reads for q in read.quarantined] == []
     changes = {c.doc_id: c for read in reads for c in read.changes}
     assert sorted(changes) == files
@@ -244,7 +249,7 @@ def test_a_recursive_pattern_yields_files_only_each_under_its_own_id(tmp_path: P
     assert changes["copyright"].title == "copyright"
     assert file_record(folder, folder / "git/README.source")["path"] == "git/README.source"
 
-    observed = observe_source(contract)
+    observed = contract.source.observe(contract, ctx, {})
     assert sum(version.records for version in observed.values()) == len(files)
     for shard, version in observed.items():
         assert version.records == sum(1 for f in files if contract.shard_of(f) == shard)

@@ -18,11 +18,11 @@ from mesh_rag_pipelines.embedding import Embedder, embedder_for
 from mesh_rag_pipelines.governance.erasure import forget
 from mesh_rag_pipelines.orchestration.erasure import forget_job
 from mesh_rag_pipelines.orchestration.resources import IndexStore
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import product_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.conftest import MeshRag
-from mesh_rag_pipelines_tests.helpers import edited
+from mesh_rag_pipelines_tests.helpers import edited, sync_all
 from mesh_rag_pipelines_tests.landing import land, project_event, ticket
 
 GONE = ticket("TCK-6001", 3, "Account closure", "Please close my account and delete my data.")
@@ -54,7 +54,7 @@ def _cached(engine: Engine, hashes: set[str]) -> int:
 
 def test_every_version_of_a_document_leaves_the_cache_and_other_documents_stay(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
@@ -67,10 +67,10 @@ def test_every_version_of_a_document_leaves_the_cache_and_other_documents_stay(
     ]
     first = [project_event("upsert", versions[0]), project_event("upsert", STAYS)]
     land(s3, tickets, "0001", first)
-    build_product(tickets, access, minilm)
+    sync_all(tickets, access, minilm)
     for n, version in enumerate(versions[1:], start=2):  # updated twice, each one embedded
         land(s3, tickets, f"000{n}", [project_event("upsert", version)])
-        build_product(tickets, access, minilm)
+        sync_all(tickets, access, minilm)
     gone = set().union(*(_hashes(tickets, v) for v in versions))
     stays = _hashes(tickets, STAYS)
     assert len(gone) >= 3 and not gone & stays
@@ -165,7 +165,7 @@ def test_an_id_that_holds_pii_is_erased_without_being_kept(
 def test_a_forgotten_document_is_gone_everywhere_and_stays_gone(
     contracts: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
@@ -179,11 +179,11 @@ def test_a_forgotten_document_is_gone_everywhere_and_stays_gone(
         "export-jane.doe@example.com.jsonl",
         ['{"op": "upsert", "data": {"ticket_id": "TCK-6001", "version": "x"}}'],
     )
-    build_product(tickets, access, minilm)
+    sync_all(tickets, access, minilm)
     revised = edited(
         products_dir, "support_tickets", "distance: cosine", 'distance: cosine\n  revision: "2"'
     )
-    build_product(revised, access, embedder_for)  # a second index version holds it too
+    sync_all(revised, access, embedder_for)  # a second index version holds it too
     with engine.connect() as conn:
         versions = product_versions(conn, tickets.name)
     assert len(versions) == 2
@@ -257,8 +257,8 @@ def test_a_forgotten_document_is_gone_everywhere_and_stays_gone(
 
     # The same events again, under a new key, and a newer version: nothing comes back.
     land(s3, tickets, "0003", [*history, project_event("upsert", {**GONE, "version": 9})])
-    replay = build_product(revised, access, embedder_for)
-    assert sum(chunk_set.documents_changed for chunk_set, _ in replay) == 0
+    replay = sync_all(revised, access, embedder_for)
+    assert sum(r.chunks.documents_changed for r in replay) == 0
     for version in versions:
         assert (
             _count(

@@ -26,9 +26,9 @@ from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.orchestration.freshness import in_sync_key
 from mesh_rag_pipelines.orchestration.resources import IndexStore
 from mesh_rag_pipelines.orchestration.source_sensor import source_sensor
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product, refresh_chunk_set
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
 from mesh_rag_pipelines.store.index_writer import refresh_index
-from mesh_rag_pipelines_tests.helpers import edited
+from mesh_rag_pipelines_tests.helpers import edited, source_ctx, sync_all
 
 SLA = timedelta(minutes=15)
 
@@ -92,8 +92,8 @@ def test_a_quiet_source_reads_fresh_and_a_change_waiting_longer_than_the_sla_rea
     minilm: Embedder,
 ) -> None:
     instance, context = daemon_context
-    access = SourceAccess(engine)
-    build_product(policies, access, minilm)
+    access = source_ctx(engine)
+    sync_all(policies, access, minilm)
     t0 = datetime.now(UTC)
 
     _look(policies, instance, database_url, t0)
@@ -114,7 +114,7 @@ def test_a_quiet_source_reads_fresh_and_a_change_waiting_longer_than_the_sla_rea
 
     # Served: the next look finds nothing waiting and the signal is green again.
     shard = policies.shard_of("travel.md")
-    refresh_chunk_set(policies, shard, access)
+    sync_shard(policies, shard, SyncDeps(access, minilm))
     refresh_index(engine, policies, shard, minilm)
     _look(policies, instance, database_url, late + timedelta(minutes=1))
     assert _freshness(policies, instance, context, late + timedelta(minutes=1)) == "PASS"

@@ -7,11 +7,11 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import assert_same_index, build_all, index_rows
+from mesh_rag_pipelines_tests.helpers import assert_same_index, build_all, index_rows, source_ctx
 
 
 def _chunker_output(engine: Engine, contract: DataProductContract) -> dict[tuple[str, int], str]:
@@ -33,12 +33,12 @@ def _chunker_output(engine: Engine, contract: DataProductContract) -> dict[tuple
 
 def test_full_build_is_complete_and_a_rebuild_from_scratch_is_identical(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3,  # type: ignore[no-untyped-def]
 ) -> None:
-    seed_sources(list(contracts.values()), engine, s3)
+    seed_sources(list(contracts.values()), source_ctx(engine, s3))
     first_embedded = build_all(contracts, access, minilm)
     first = {name: index_rows(engine, name) for name in contracts}
 
@@ -75,12 +75,12 @@ KNOWN_DOCUMENT_QUERIES = {
 
 def test_query_for_a_known_document_returns_it_first_and_golden_queries_hit_top_5(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3,  # type: ignore[no-untyped-def]
 ) -> None:
-    seed_sources(list(contracts.values()), engine, s3)
+    seed_sources(list(contracts.values()), source_ctx(engine, s3))
     build_all(contracts, access, minilm)
     everything = list(contracts.values())
     everyone = Caller.of(group for c in everything for group in c.acl_groups)

@@ -32,14 +32,20 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.sources.files import file_record
 from mesh_rag_pipelines.store.chunk_set import ChunkSetResult
 from mesh_rag_pipelines.store.database import engine_for, ensure_schema
 from mesh_rag_pipelines.store.index_writer import IndexResult
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import IndexSnapshot, assert_same_index, grant, index_rows
+from mesh_rag_pipelines_tests.helpers import (
+    IndexSnapshot,
+    assert_same_index,
+    grant,
+    index_rows,
+    source_ctx,
+)
 from mesh_rag_pipelines_tests.landing import land, project_event, run_product, ticket
 
 BuildFromScratch = Callable[[DataProductContract], IndexSnapshot]
@@ -69,7 +75,7 @@ def build_from_scratch(scratch_engine: Engine, s3: Any, minilm: Embedder) -> Bui
         with scratch_engine.begin() as conn:
             conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         ensure_schema(scratch_engine)
-        run_product(contract, SourceAccess(scratch_engine, s3), minilm)
+        run_product(contract, source_ctx(scratch_engine, s3), minilm)
         return index_rows(scratch_engine, contract.name)
 
     return build
@@ -81,7 +87,7 @@ class CheckedRuns:
     def __init__(
         self,
         contract: DataProductContract,
-        access: SourceAccess,
+        access: SourceContext,
         embedder: Embedder,
         build_from_scratch: Callable[[], IndexSnapshot],
         versions_from_source: bool = True,
@@ -169,7 +175,7 @@ def _policy(root: Path, name: str) -> tuple[str | None, str]:
 
 def test_files_sequence_embeds_only_new_texts_and_matches_builds_from_scratch(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     minilm: Embedder,
     build_from_scratch: BuildFromScratch,
 ) -> None:
@@ -254,7 +260,7 @@ def _description(paragraphs: list[str]) -> str:
 
 def test_postgres_table_sequence_embeds_only_new_texts_and_matches_builds_from_scratch(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     database_url: str,
     minilm: Embedder,
@@ -263,7 +269,7 @@ def test_postgres_table_sequence_embeds_only_new_texts_and_matches_builds_from_s
     s3: Any,
 ) -> None:
     catalog = contracts["catalog_products"]
-    seed_sources([catalog], engine, s3)
+    seed_sources([catalog], source_ctx(engine, s3))
     table = catalog.source.table
     with engine.begin() as conn:
         conn.execute(text(f"DELETE FROM {table} WHERE sku <> ALL(:kept)"), {"kept": KEPT_SKUS})
@@ -364,7 +370,7 @@ TENT_TICKET_PARAGRAPHS = [
 
 def test_s3_landing_sequence_embeds_only_new_texts_and_matches_builds_from_scratch(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     build_from_scratch: BuildFromScratch,

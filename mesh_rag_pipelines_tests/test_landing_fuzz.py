@@ -21,8 +21,8 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.loader import load_contract
-from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
-from mesh_rag_pipelines.store.index_writer import refresh_index
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.hashing_embedder import HashingEmbedder
 from mesh_rag_pipelines_tests.landing import (
@@ -147,7 +147,7 @@ def _check(
     source_format: str,
     drawn: tuple[list[bytes], dict, int, dict],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     s3: Any,
 ) -> None:
@@ -157,8 +157,7 @@ def _check(
     s3.put_object(Bucket=contract.source.bucket, Key=f"{contract.source.prefix}0001", Body=body)
     embedder = HashingEmbedder(f"test-double:{contract.name}", contract.embedding.dimensions)
     for shard in range(contract.shards):
-        refresh_chunk_set(contract, shard, access)
-        refresh_index(engine, contract, shard, embedder)
+        sync_shard(contract, shard, SyncDeps(access, embedder))
 
     # Every poison record is quarantined once, and every other record had its effect.
     shown = [line[:120].decode(errors="replace") for line in lines]
@@ -180,7 +179,7 @@ def _property(source_format: str):  # type: ignore[no-untyped-def]
     def prop(
         drawn: tuple[list[bytes], dict, int, dict],
         products_dir: Path,
-        access: SourceAccess,
+        access: SourceContext,
         engine: Engine,
         s3: Any,
     ) -> None:

@@ -14,16 +14,14 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.orchestration.landing_sensor import LANDING_OBJECTS_TAG, landing_sensor
 from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
-from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
 from mesh_rag_pipelines.sources.documents import QUARANTINE_SHARD
-from mesh_rag_pipelines.sources.landing_cursor import (
-    LandingCursor,
-    new_objects,
-    shards_touched,
-)
-from mesh_rag_pipelines.sources.s3_landing import LandedObject, list_landed_objects
+from mesh_rag_pipelines.sources.landing_cursor import LandingCursor, new_objects
+from mesh_rag_pipelines.sources.s3_landing import LandedObject, list_landed_objects, shards_touched
+from mesh_rag_pipelines_tests.helpers import source_ctx
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 PAGE_SIZE = 5
@@ -257,6 +255,7 @@ def test_sensor_requests_each_object_once_per_touched_shard_across_ticks_and_pag
 
 
 def test_sensor_skips_shards_that_already_applied_an_object(
+    minilm: Embedder,
     contracts: dict[str, DataProductContract],
     s3,  # type: ignore[no-untyped-def]
     s3_endpoint: str,
@@ -269,7 +268,7 @@ def test_sensor_skips_shards_that_already_applied_an_object(
     shards = sorted({contract.shard_of(i) for i in ids})
     assert len(shards) > 1
     applied = shards[0]
-    refresh_chunk_set(contract, applied, SourceAccess(engine, s3))
+    sync_shard(contract, applied, SyncDeps(source_ctx(engine, s3), minilm))
     resources = {
         "index_store": IndexStore(database_url=database_url),
         "landing_zone": LandingZone(endpoint_url=s3_endpoint),

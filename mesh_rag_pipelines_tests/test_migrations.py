@@ -12,9 +12,9 @@ from sqlalchemy import Engine, MetaData, Table, create_engine, select, text
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.database import (
     BASELINE,
     _alembic,
@@ -28,7 +28,7 @@ from mesh_rag_pipelines.store.index_versions import (
     maintained_versions,
 )
 from mesh_rag_pipelines.store.schema import SCHEMA, hnsw_index, index_table
-from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows
+from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows, source_ctx, sync_all
 
 TABLES = (
     "document_state",
@@ -76,15 +76,15 @@ def _copy_into_a_baseline_store(source: Engine, target: Engine) -> None:
 
 def test_a_baseline_store_is_upgraded_keeping_every_row_and_its_index_versions(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     new_database: Callable[[], str],
     minilm: Embedder,
     s3: Any,
 ) -> None:
     tickets = contracts["support_tickets"]
-    seed_sources([tickets], engine, s3)
-    build_product(tickets, access, minilm)
+    seed_sources([tickets], source_ctx(engine, s3))
+    sync_all(tickets, access, minilm)
     rows = index_rows(engine, tickets.name)
     old = create_engine(new_database())
     _copy_into_a_baseline_store(engine, old)
@@ -105,8 +105,8 @@ def test_a_baseline_store_is_upgraded_keeping_every_row_and_its_index_versions(
         "embedding": tickets.embedding.model_dump(),
         "index": tickets.index.model_dump(),
     }
-    results = build_product(tickets, SourceAccess(old, s3), minilm)
-    assert sum(index.texts_embedded + index.documents_indexed for _, index in results) == 0
+    results = sync_all(tickets, source_ctx(old, s3), minilm)
+    assert sum(r.index.texts_embedded + r.index.documents_indexed for r in results) == 0
     assert [v.id for v in maintained_versions(old, tickets.name)] == [version.id]
     assert_same_index(index_rows(old, tickets.name), rows)
     staff = search(old, [tickets], "refund", Caller.of(["employees"]), k=5)

@@ -23,6 +23,7 @@ from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
 from mesh_rag_pipelines.orchestration.source_sensor import SourceCursor, source_sensor
 from mesh_rag_pipelines.orchestration.source_versions import DATA_VERSION_TAG
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines_tests.helpers import source_ctx
 
 ALL_SHARDS = {"00", "01", "02", "03"}
 
@@ -135,7 +136,7 @@ def test_an_edit_changes_its_shards_data_version_and_only_that_shard_is_synced(
     edit: Callable[[DataProductContract, Engine], str],
 ) -> None:
     contract = contracts[product]
-    seed_sources([contract], engine, None)
+    seed_sources([contract], source_ctx(engine, None))
     definitions = product_definitions(contract)
     resources = _resources(database_url, s3_endpoint)
     instance = dg.DagsterInstance.ephemeral()

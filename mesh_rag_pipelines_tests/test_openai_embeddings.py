@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 from mesh_rag_pipelines.contracts import DataProductContract, EmbeddingSpec
 from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.embedding.openai_compatible import REQUEST_BATCH
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval import Caller, search
-from mesh_rag_pipelines_tests.helpers import index_rows
+from mesh_rag_pipelines.sources.base import SourceContext
+from mesh_rag_pipelines_tests.helpers import index_rows, sync_all
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer, fake_vector
 
 SMALL = EmbeddingSpec(provider="openai", model="text-embedding-3-small", dimensions=64)
@@ -61,13 +61,13 @@ def test_openai_provider_without_key_fails_with_what_to_set(
 def test_a_product_builds_and_answers_through_an_openai_compatible_endpoint(
     server: OpenAICompatibleServer,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
 ) -> None:
     contract = contracts["hr_policies"].model_copy(update={"embedding": SMALL})
     contract._origin = contracts["hr_policies"]._origin
     embedder = embedder_for(SMALL, api_key="test-key", base_url=server.base_url)
-    build_product(contract, access, embedder)
+    sync_all(contract, access, embedder)
     rows = index_rows(engine, "hr_policies")
     assert rows and {row[2] for row in rows.values()} == {SMALL.model_id}
     assert sum(len(r["input"]) for r in server.requests) == len({row[1] for row in rows.values()})

@@ -26,12 +26,14 @@ from mesh_rag_pipelines.embedding import embedder_for
 from mesh_rag_pipelines.governance.pii import PiiMasker
 from mesh_rag_pipelines.orchestration.releases import golden_queries_check, release_asset
 from mesh_rag_pipelines.orchestration.resources import EmbeddingModels, IndexStore
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product, waiting_changes
+from mesh_rag_pipelines.pipeline import waiting_changes
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.retrieval.answer import OpenAIChat, answer
 from mesh_rag_pipelines.retrieval.request import RetrievalRequest
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.quarantine import quarantined_records, redrive
 from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines_tests.helpers import sync_all
 from mesh_rag_pipelines_tests.landing import contract_variant, land, project_event, ticket
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
@@ -119,7 +121,7 @@ def _leaks(haystack: str) -> list[str]:
 
 def test_no_pii_reaches_any_table_or_any_request(
     masked_tickets: DataProductContract,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     server: OpenAICompatibleServer,
     monkeypatch: pytest.MonkeyPatch,
@@ -133,7 +135,7 @@ def test_no_pii_reaches_any_table_or_any_request(
     events = [*(project_event("upsert", r) for r in records), broken, pii_id]
     key = land(s3, masked_tickets, f"export-{OBJECT_EMAIL}.jsonl", events)
 
-    build_product(masked_tickets, access, embedder_for)
+    sync_all(masked_tickets, access, embedder_for)
     chat = OpenAIChat("chat-model", "test-key", server.base_url)
     question = f"What did the customer {EMAILS[3]} pay with?"
     request = RetrievalRequest(question, Caller.of(["support_agents"]), k=3)
@@ -177,7 +179,7 @@ def test_no_pii_reaches_any_table_or_any_request(
     assert redrive(engine, masked_tickets, masked_ref) == 2
     with engine.connect() as conn:
         assert conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.landing_object")).scalar() == 0
-    build_product(masked_tickets, access, embedder_for)
+    sync_all(masked_tickets, access, embedder_for)
     assert len(quarantined_records(engine, [masked_tickets.name])) == 2
     assert _leaks(_everything_stored(engine)) == []
 
@@ -208,7 +210,7 @@ QUESTION_PII = {
 
 def test_questions_are_masked_even_for_a_product_that_masks_nothing(
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     server: OpenAICompatibleServer,
     monkeypatch: pytest.MonkeyPatch,
@@ -233,7 +235,7 @@ def test_questions_are_masked_even_for_a_product_that_masks_nothing(
             project_event("upsert", ticket("TCK-7002", 1, "Tent", "A tent pole cracked.")),
         ],
     )
-    build_product(plain, access, embedder_for)
+    sync_all(plain, access, embedder_for)
     sent_while_building = len(server.requests)
     question = (
         f"I am {QUESTION_PII['EMAIL_ADDRESS']}, phone {QUESTION_PII['PHONE_NUMBER']}, card "
@@ -261,7 +263,7 @@ def test_questions_are_masked_even_for_a_product_that_masks_nothing(
 
 def test_a_golden_query_that_misses_is_recorded_by_position_and_masked(
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     database_url: str,
     server: OpenAICompatibleServer,
@@ -289,7 +291,7 @@ def test_a_golden_query_that_misses_is_recorded_by_position_and_masked(
             project_event("upsert", ticket("TCK-7002", 1, "Tent", "A tent pole cracked.")),
         ],
     )
-    build_product(contract, access, embedder_for)
+    sync_all(contract, access, embedder_for)
     instance = dg.DagsterInstance.ephemeral()
 
     result = dg.materialize(

@@ -19,10 +19,11 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.contracts import DataProductContract, check_contracts, load_contract
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, domains
 from mesh_rag_pipelines.governance.policy import POLICY_FILE, SourceNotGranted
-from mesh_rag_pipelines.pipeline import SourceAccess, read_source
+from mesh_rag_pipelines.pipeline import read_source
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.conftest import MeshRag
-from mesh_rag_pipelines_tests.helpers import grant
+from mesh_rag_pipelines_tests.helpers import grant, source_ctx
 from mesh_rag_pipelines_tests.landing import land, project_event, ticket
 
 
@@ -36,7 +37,7 @@ def _write(products_dir: Path, base: str, name: str, edit: Any) -> Path:
     return path
 
 
-def _refused_at_read(path: Path, access: SourceAccess) -> SourceNotGranted:
+def _refused_at_read(path: Path, access: SourceContext) -> SourceNotGranted:
     """The contract, loaded without the loader's policy check, refused by the read itself."""
     contract = load_contract(path)
     with pytest.raises(SourceNotGranted) as refused:
@@ -49,7 +50,7 @@ def _line(error: SourceNotGranted) -> str:
     return f"field '{error.field}': {error.problem}"
 
 
-def _changes(contract: DataProductContract, access: SourceAccess) -> int:
+def _changes(contract: DataProductContract, access: SourceContext) -> int:
     return sum(len(read_source(contract, s, access).changes) for s in range(contract.shards))
 
 
@@ -99,7 +100,7 @@ def test_the_test_copy_of_the_products_passes_check(mesh_rag: MeshRag) -> None:
 
 
 def test_the_store_s_own_table_is_refused_whatever_the_policy_says(
-    mesh_rag: MeshRag, products_dir: Path, access: SourceAccess, engine: Engine
+    mesh_rag: MeshRag, products_dir: Path, access: SourceContext, engine: Engine
 ) -> None:
     path = _write(products_dir, "catalog_products", "state_mirror", _store_mirror)
     # Even a platform team granting everything cannot open the store to a contract.
@@ -198,7 +199,7 @@ def test_another_domain_s_landing_zone_is_refused(
     mesh_rag: MeshRag,
     products_dir: Path,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     s3: Any,
 ) -> None:
     tickets = contracts["support_tickets"]
@@ -289,7 +290,7 @@ def _folder(path: str, pattern: str = "*") -> Any:
 
 
 def test_a_folder_outside_the_grant_is_refused(
-    mesh_rag: MeshRag, products_dir: Path, access: SourceAccess
+    mesh_rag: MeshRag, products_dir: Path, access: SourceContext
 ) -> None:
     path = _write(products_dir, "hr_policies", "os_release", _folder("/etc", "os-release"))
     granted = str((products_dir.parent / "sample_data" / "hr_policies").resolve())
@@ -317,7 +318,7 @@ def test_a_folder_outside_the_grant_is_refused(
 
 
 def test_dot_dot_and_links_cannot_lead_out_of_a_granted_folder(
-    products_dir: Path, access: SourceAccess
+    products_dir: Path, access: SourceContext
 ) -> None:
     granted = (products_dir.parent / "sample_data" / "hr_policies").resolve()
     (granted / "etc").symlink_to("/etc")
@@ -341,7 +342,7 @@ def test_a_file_linked_out_of_a_granted_folder_is_refused_at_read(
     mesh_rag: MeshRag,
     products_dir: Path,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
 ) -> None:
     policies = contracts["hr_policies"]
     folder = policies.resolve_path(policies.source.path or "")
@@ -370,7 +371,7 @@ def test_a_revoked_grant_stops_the_next_read_with_the_message_check_gives(
     mesh_rag: MeshRag,
     products_dir: Path,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
 ) -> None:
     policies = contracts["hr_policies"]  # loaded while granted, as a long-running process holds it
     assert _changes(policies, access) == 12
@@ -392,7 +393,7 @@ def test_a_revoked_grant_stops_the_next_read_with_the_message_check_gives(
 def test_without_a_policy_no_source_is_granted(
     products_dir: Path,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     moved = products_dir.parent / "elsewhere" / "platform.yaml"
@@ -415,7 +416,7 @@ def test_without_a_policy_no_source_is_granted(
     # The platform may keep its policy outside the contracts folder and name it.
     monkeypatch.setenv("MESH_RAG_PLATFORM_POLICY", str(moved))
     assert check_contracts(products_dir)[1] == []
-    assert _changes(contracts["hr_policies"], access) == 12
+    assert _changes(contracts["hr_policies"], source_ctx(access.engine, access.s3)) == 12
     monkeypatch.setenv("MESH_RAG_PLATFORM_POLICY", str(moved.with_name("missing.yaml")))
     problems = check_contracts(products_dir)[1]
     assert len(problems) == 3 and all(

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.sources.batch import SourceRead
 from mesh_rag_pipelines.sources.documents import DocumentChange, document_checksum
 from mesh_rag_pipelines.store.chunk_set import apply_source_read
@@ -84,7 +85,7 @@ def test_a_poison_record_is_quarantined_and_a_later_delete_in_its_shard_still_ap
     source_format: str,
     poison: str,
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
@@ -109,7 +110,7 @@ def test_a_poison_record_is_quarantined_and_a_later_delete_in_its_shard_still_ap
 
 def test_an_invalid_utf8_line_is_quarantined_alone_and_the_good_lines_are_indexed(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
@@ -136,7 +137,7 @@ def test_an_invalid_utf8_line_is_quarantined_alone_and_the_good_lines_are_indexe
 
 
 def test_a_stray_quote_in_a_dms_file_costs_only_its_own_row(
-    products_dir: Path, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    products_dir: Path, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     dms = contract_variant(products_dir, "tickets_dms", "dms_csv")
     records = [
@@ -157,7 +158,7 @@ def test_a_stray_quote_in_a_dms_file_costs_only_its_own_row(
 
 
 def test_a_quote_inside_an_unquoted_dms_value_is_text(
-    products_dir: Path, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    products_dir: Path, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     dms = contract_variant(products_dir, "tickets_dms", "dms_csv")
     record = ticket("TCK-6101", 1, 'The 6" stake bent', "One 6 inch stake bent on rocky soil.")
@@ -172,7 +173,12 @@ def test_a_quote_inside_an_unquoted_dms_value_is_text(
 
 @pytest.mark.parametrize("source_format", ["jsonl", "debezium", "dms_csv"])
 def test_one_size_limit_applies_to_every_format(
-    source_format: str, products_dir: Path, access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    source_format: str,
+    products_dir: Path,
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     contract = contract_variant(products_dir, f"tickets_{source_format}", source_format)
     assert contract.source.max_record_bytes == 1_048_576
@@ -186,7 +192,7 @@ def test_one_size_limit_applies_to_every_format(
         [_line(source_format, long_but_allowed), _line(source_format, too_long)],
     )
 
-    results = [refresh_chunk_set(contract, shard, access) for shard in SHARDS]
+    results = [sync_shard(contract, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS]
 
     assert sum(r.documents_changed for r in results) == 1
     [(record_ref, field, reason)] = _quarantine(engine, contract.name)
@@ -244,18 +250,19 @@ def test_one_size_limit_applies_to_every_format(
     ],
 )
 def test_values_postgresql_cannot_store_are_quarantined_with_their_field(
+    minilm: Embedder,
     event: str,
     field: str | None,
     reason: str,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     s3: Any,
 ) -> None:
     tickets = contracts["support_tickets"]
     land(s3, tickets, "0001.jsonl", [event, project_event("upsert", GOOD)])
 
-    results = [refresh_chunk_set(tickets, shard, access) for shard in SHARDS]
+    results = [sync_shard(tickets, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS]
 
     assert sum(r.documents_changed for r in results) == 1
     [(record_ref, got_field, got_reason)] = _quarantine(engine, tickets.name)
@@ -264,13 +271,17 @@ def test_values_postgresql_cannot_store_are_quarantined_with_their_field(
 
 
 def test_a_change_the_database_refuses_is_quarantined_and_its_batch_still_applies(
-    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    contracts: dict[str, DataProductContract],
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     """Defence in depth: a change that passed validation but fails in PostgreSQL is isolated."""
     tickets = contracts["support_tickets"]
     land(s3, tickets, "0001.jsonl", [project_event("upsert", GOOD)])
     shard = shard_of(NEIGHBOUR)
-    refresh_chunk_set(tickets, shard, access)
+    sync_shard(tickets, shard, SyncDeps(access, minilm))
 
     def upsert(doc_id: str, body: str) -> DocumentChange:
         return DocumentChange(
@@ -300,13 +311,16 @@ def test_a_change_the_database_refuses_is_quarantined_and_its_batch_still_applie
 
 
 def test_files_with_a_nul_byte_or_no_text_are_quarantined(
-    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine
+    minilm: Embedder,
+    contracts: dict[str, DataProductContract],
+    access: SourceContext,
+    engine: Engine,
 ) -> None:
     policies = contracts["hr_policies"]
     folder = policies.resolve_path(policies.source.path or "")
     (folder / "blank.md").write_text("\n\n")
     (folder / "binary.md").write_bytes(b"# Binary\n\nzero\x00byte\n")
-    results = [refresh_chunk_set(policies, shard, access) for shard in SHARDS]
+    results = [sync_shard(policies, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS]
 
     assert sum(r.documents_changed for r in results) == 12
     quarantined = {

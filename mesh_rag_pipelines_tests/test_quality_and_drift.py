@@ -12,10 +12,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, load_contract
-from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.sources.postgres_table import SourceSchemaError
 from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines_tests.helpers import source_ctx
 from mesh_rag_pipelines_tests.landing import contract_variant, land, project_event, ticket
 
 SHARDS = range(4)
@@ -48,7 +51,11 @@ def _reasons(engine: Engine, product: str) -> dict[str, tuple[str | None, str]]:
 
 
 def test_each_kind_of_quality_violation_is_quarantined_with_its_rule(
-    strict_tickets: DataProductContract, access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    strict_tickets: DataProductContract,
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     good = ticket("TCK-5101", 1, "Zipper", "The zipper of my tent splits behind the slider.")
     no_priority = {
@@ -62,7 +69,9 @@ def test_each_kind_of_quality_violation_is_quarantined_with_its_rule(
     records = [good, no_priority, wrong_kind, too_short]
     land(s3, strict_tickets, "0001", [project_event("upsert", r) for r in records])
 
-    results = [refresh_chunk_set(strict_tickets, shard, access) for shard in SHARDS]
+    results = [
+        sync_shard(strict_tickets, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS
+    ]
 
     assert sum(r.documents_changed for r in results) == 1
     assert sum(r.quality_violations for r in results) == 3
@@ -108,35 +117,42 @@ def test_a_run_over_the_violation_limit_stops_before_the_index(
 
 
 def test_a_renamed_column_stops_the_read_naming_it(
-    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    contracts: dict[str, DataProductContract],
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     catalog = contracts["catalog_products"]
-    seed_sources([catalog], engine, s3)
-    refresh_chunk_set(catalog, 0, access)
+    seed_sources([catalog], source_ctx(engine, s3))
+    sync_shard(catalog, 0, SyncDeps(access, minilm))
     with engine.begin() as conn:
         conn.execute(
             text("ALTER TABLE sample_sources.catalog_products RENAME COLUMN description TO details")
         )
 
     with pytest.raises(SourceSchemaError) as error:
-        refresh_chunk_set(catalog, 0, access)
-
+        sync_shard(catalog, 0, SyncDeps(access, minilm))
     message = str(error.value)
     assert "has no column 'description' (renamed or dropped?)" in message
     assert "'details'" in message
 
 
 def test_a_retyped_column_and_unexpected_event_fields_are_reported(
-    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    contracts: dict[str, DataProductContract],
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     catalog = contracts["catalog_products"]
-    seed_sources([catalog], engine, s3)
-    refresh_chunk_set(catalog, 0, access)
+    seed_sources([catalog], source_ctx(engine, s3))
+    sync_shard(catalog, 0, SyncDeps(access, minilm))
     with engine.begin() as conn:
         conn.execute(
             text("ALTER TABLE sample_sources.catalog_products ALTER COLUMN price_cents TYPE text")
         )
-    retyped = refresh_chunk_set(catalog, 0, access)
+    retyped = sync_shard(catalog, 0, SyncDeps(access, minilm)).chunks
     assert retyped.schema_changes == ["column 'price_cents' changed type from BIGINT to TEXT"]
 
     tickets = contracts["support_tickets"]
@@ -146,5 +162,5 @@ def test_a_retyped_column_and_unexpected_event_fields_are_reported(
     land(s3, tickets, "0001", [project_event("upsert", drifted)])
     from mesh_rag_pipelines_tests.helpers import shard_of
 
-    result = refresh_chunk_set(tickets, shard_of("TCK-5301"), access)
+    result = sync_shard(tickets, shard_of("TCK-5301"), SyncDeps(access, minilm)).chunks
     assert result.unexpected_fields == {"channel": 1, "sla_tier": 1}

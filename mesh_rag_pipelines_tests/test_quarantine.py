@@ -18,11 +18,13 @@ from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.loader import load_contract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, refresh_chunk_set
+from mesh_rag_pipelines.pipeline import SyncDeps, sync_shard
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_writer import refresh_index
 from mesh_rag_pipelines.store.quarantine import redrive
 from mesh_rag_pipelines.store.schema import SCHEMA
+from mesh_rag_pipelines_tests.helpers import source_ctx
 from mesh_rag_pipelines_tests.landing import (
     contract_variant,
     debezium_event,
@@ -113,7 +115,7 @@ def _quarantine(engine: Engine, product: str) -> dict[tuple[str, str], tuple[str
 def test_bad_lines_are_quarantined_with_their_field_and_the_good_lines_are_indexed(
     source_format: str,
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
@@ -124,7 +126,7 @@ def test_bad_lines_are_quarantined_with_their_field_and_the_good_lines_are_index
     lines.append(_good_line(source_format, ALSO_GOOD))
     key = land(s3, contract, "batch-0001", lines)
 
-    results = [refresh_chunk_set(contract, shard, access) for shard in SHARDS]
+    results = [sync_shard(contract, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS]
     for shard in SHARDS:
         refresh_index(engine, contract, shard, minilm)
 
@@ -147,23 +149,29 @@ def _count(engine: Engine, product: str) -> int:
 
 
 def test_a_quarantined_line_is_recorded_once_and_not_read_again(
+    minilm: Embedder,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     s3: Any,
 ) -> None:
     tickets = contracts["support_tickets"]
     land(s3, tickets, "batch-0001.jsonl", [project_event("upsert", GOOD), "not json"])
-    first = [refresh_chunk_set(tickets, shard, access).quarantined for shard in SHARDS]
-    again = [refresh_chunk_set(tickets, shard, access).quarantined for shard in SHARDS]
+    first = [
+        sync_shard(tickets, shard, SyncDeps(access, minilm)).chunks.quarantined for shard in SHARDS
+    ]
+    again = [
+        sync_shard(tickets, shard, SyncDeps(access, minilm)).chunks.quarantined for shard in SHARDS
+    ]
 
     assert (first, again) == ([1, 0, 0, 0], [0, 0, 0, 0])
     assert _count(engine, tickets.name) == 1
 
 
 def test_a_line_that_is_not_utf8_is_quarantined_naming_the_byte_and_its_column(
+    minilm: Embedder,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     s3: Any,
 ) -> None:
@@ -172,7 +180,7 @@ def test_a_line_that_is_not_utf8_is_quarantined_naming_the_byte_and_its_column(
     line = json.dumps({"op": "upsert", "data": {**GOOD, "body": "Réchaud"}}, ensure_ascii=False)
     s3.put_object(Bucket=tickets.source.bucket, Key=key, Body=line.encode("latin-1"))
 
-    result = refresh_chunk_set(tickets, 0, access)
+    result = sync_shard(tickets, 0, SyncDeps(access, minilm)).chunks
 
     assert (result.quarantined, result.documents_changed) == (1, 0)
     [(field, reason)] = _quarantine(engine, tickets.name).values()
@@ -182,7 +190,12 @@ def test_a_line_that_is_not_utf8_is_quarantined_naming_the_byte_and_its_column(
 
 @pytest.mark.parametrize("source_format", ["jsonl", "dms_csv"])
 def test_quarantine_keeps_no_pii(
-    source_format: str, products_dir: Path, access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    source_format: str,
+    products_dir: Path,
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     contract = contract_variant(products_dir, f"tickets_{source_format}", source_format)
     assert contract.pii_fields == ["customer_email"]
@@ -194,8 +207,7 @@ def test_quarantine_keeps_no_pii(
     )
     land(s3, contract, "batch-0001", [bad, '{"op": "upsert", "data": {"customer_email": "ada@'])
 
-    refresh_chunk_set(contract, 0, access)
-
+    sync_shard(contract, 0, SyncDeps(access, minilm))
     with engine.connect() as conn:
         raws = dict(
             conn.execute(
@@ -211,7 +223,7 @@ def test_quarantine_keeps_no_pii(
 
 
 def test_a_record_over_the_size_limit_is_indexed_after_the_limit_is_raised_and_a_redrive(
-    products_dir: Path, access: SourceAccess, engine: Engine, minilm: Embedder, s3: Any
+    products_dir: Path, access: SourceContext, engine: Engine, minilm: Embedder, s3: Any
 ) -> None:
     contract = contract_variant(products_dir, "tickets_jsonl", "jsonl")
     long_report = ticket("TCK-3101", 1, "Long report", "The seam tape peeled off again. " * 40_000)
@@ -222,7 +234,7 @@ def test_a_record_over_the_size_limit_is_indexed_after_the_limit_is_raised_and_a
         [project_event("upsert", long_report), project_event("upsert", GOOD)],
     )
     for shard in SHARDS:
-        refresh_chunk_set(contract, shard, access)
+        sync_shard(contract, shard, SyncDeps(access, minilm))
     assert list(_quarantine(engine, contract.name)) == [
         (f"s3://{contract.source.bucket}/{contract.source.prefix}batch-0001", "line 1")
     ]
@@ -233,7 +245,7 @@ def test_a_record_over_the_size_limit_is_indexed_after_the_limit_is_raised_and_a
     )
     raised = load_contract(path)
     assert redrive(engine, raised) == 1
-    results = [refresh_chunk_set(raised, shard, access) for shard in SHARDS]
+    results = [sync_shard(raised, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS]
 
     assert sum(r.documents_changed for r in results) == 1
     assert sum(r.stale_changes_ignored for r in results) == 1  # GOOD again: a no-op
@@ -241,14 +253,18 @@ def test_a_record_over_the_size_limit_is_indexed_after_the_limit_is_raised_and_a
 
 
 def test_a_table_row_fixed_in_place_is_read_again_after_a_redrive(
-    contracts: dict[str, DataProductContract], access: SourceAccess, engine: Engine, s3: Any
+    minilm: Embedder,
+    contracts: dict[str, DataProductContract],
+    access: SourceContext,
+    engine: Engine,
+    s3: Any,
 ) -> None:
     catalog = contracts["catalog_products"]
-    seed_sources([catalog], engine, s3)
+    seed_sources([catalog], source_ctx(engine, s3))
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE {TABLE} SET description = '' WHERE sku = 'NW-TNT-0019'"))
     for shard in SHARDS:
-        refresh_chunk_set(catalog, shard, access)
+        sync_shard(catalog, shard, SyncDeps(access, minilm))
     assert list(_quarantine(engine, catalog.name).values()) == [
         ("description", "no text: description hold nothing to index")
     ]
@@ -257,7 +273,7 @@ def test_a_table_row_fixed_in_place_is_read_again_after_a_redrive(
         conn.execute(text(f"UPDATE {TABLE} SET description = 'A tent.' WHERE sku = 'NW-TNT-0019'"))
 
     assert redrive(engine, catalog) == 1
-    results = [refresh_chunk_set(catalog, shard, access) for shard in SHARDS]
+    results = [sync_shard(catalog, shard, SyncDeps(access, minilm)).chunks for shard in SHARDS]
 
     assert sum(r.documents_changed for r in results) == 1
     assert _quarantine(engine, catalog.name) == {}

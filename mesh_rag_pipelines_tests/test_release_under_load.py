@@ -24,9 +24,9 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import index_version_id, release_history
-from mesh_rag_pipelines_tests.helpers import edited
+from mesh_rag_pipelines_tests.helpers import edited, sync_all
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
@@ -55,7 +55,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 def test_a_dimension_changing_release_never_fails_a_query_or_mixes_versions(
     contracts: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     database_url: str,
     s3_endpoint: str,
@@ -64,7 +64,7 @@ def test_a_dimension_changing_release_never_fails_a_query_or_mixes_versions(
     tmp_path: Path,
 ) -> None:
     blue = contracts["hr_policies"]
-    build_product(blue, access, minilm)
+    sync_all(blue, access, minilm)
     env = {
         **os.environ,
         "MESH_RAG_DATABASE_URL": database_url,

@@ -14,9 +14,9 @@ from sqlalchemy import Engine, text
 from mesh_rag_pipelines.chunking import chunk_document
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder, embedder_for
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.releases import ReleaseError, retire, rollback, swap, validate_version
 from mesh_rag_pipelines.retrieval import Caller, search
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import (
     get_version,
@@ -26,7 +26,7 @@ from mesh_rag_pipelines.store.index_versions import (
     release_history,
 )
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import edited
+from mesh_rag_pipelines_tests.helpers import edited, sync_all
 from mesh_rag_pipelines_tests.openai_compatible_server import OpenAICompatibleServer
 
 QUERY = "How many weeks of paid leave does a primary caregiver get after a birth?"
@@ -46,12 +46,12 @@ def _texts_in_cache(engine: Engine) -> set[tuple[str, str]]:
 def test_a_model_change_is_built_beside_the_live_version_validated_swapped_and_rolled_back(
     contracts: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
 ) -> None:
     blue = contracts["hr_policies"]
-    build_product(blue, access, minilm)
+    sync_all(blue, access, minilm)
     before = _results(engine, blue)
     assert before and {version for _, _, version, _ in before} == {index_version_id(blue)}
 
@@ -63,7 +63,7 @@ def test_a_model_change_is_built_beside_the_live_version_validated_swapped_and_r
     # own model embeds the query.
     assert _results(engine, green) == before
 
-    embedded = sum(index.texts_embedded for _, index in build_product(green, access, embedder_for))
+    embedded = sum(r.index.texts_embedded for r in sync_all(green, access, embedder_for) if r.index)
     candidate = get_version(engine, index_version_id(green))
     assert candidate is not None and candidate.status == "building"
     assert candidate.index_built_at is not None  # complete, so its HNSW index was built once
@@ -106,12 +106,12 @@ def _duplicate_texts(engine: Engine, table_name: str) -> int:
 def test_a_chunker_change_rechunks_every_document_from_state_and_embeds_only_new_texts(
     contracts: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
 ) -> None:
     blue = contracts["hr_policies"]
-    build_product(blue, access, minilm)
+    sync_all(blue, access, minilm)
     green = edited(
         products_dir,
         "hr_policies",
@@ -123,7 +123,7 @@ def test_a_chunker_change_rechunks_every_document_from_state_and_embeds_only_new
     travel.write_text(travel.read_text().replace("New York", "New York City"))
     cached = _texts_in_cache(engine)
 
-    results = build_product(green, access, minilm)
+    results = sync_all(green, access, minilm)
 
     with engine.connect() as conn:
         state = conn.execute(
@@ -139,8 +139,8 @@ def test_a_chunker_change_rechunks_every_document_from_state_and_embeds_only_new
         for chunk in chunk_document(spec, doc.title, doc.content)
     }
     lacking = {h for h in needed if (minilm.model_id, h) not in cached}
-    assert sum(index.texts_embedded for _, index in results) == len(lacking) > 0
-    assert sum(chunk_set.documents_changed for chunk_set, _ in results) == 1
+    assert sum(r.index.texts_embedded for r in results) == len(lacking) > 0
+    assert sum(r.chunks.documents_changed for r in results) == 1
     for contract in (blue, green):
         version = get_version(engine, index_version_id(contract))
         health = index_health(engine, contract.name, version=version)
@@ -162,7 +162,7 @@ def noise_server() -> Any:
 def test_a_broken_candidate_fails_the_gate_and_only_a_recorded_force_swaps_it(
     contracts: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     noise_server: OpenAICompatibleServer,
@@ -172,7 +172,7 @@ def test_a_broken_candidate_fails_the_gate_and_only_a_recorded_force_swaps_it(
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("OPENAI_BASE_URL", noise_server.base_url)
     blue = contracts["hr_policies"]
-    build_product(blue, access, minilm)
+    sync_all(blue, access, minilm)
     before = _results(engine, blue)
     noise = edited(
         products_dir,
@@ -180,7 +180,7 @@ def test_a_broken_candidate_fails_the_gate_and_only_a_recorded_force_swaps_it(
         "provider: local\n  model: all-MiniLM-L6-v2\n  dimensions: 384",
         "provider: openai\n  model: text-embedding-3-small\n  dimensions: 64",
     )
-    build_product(noise, access, embedder_for)
+    sync_all(noise, access, embedder_for)
     candidate = index_version_id(noise)
 
     report = validate_version(engine, noise, candidate, embedder_for)
@@ -210,17 +210,17 @@ def test_a_broken_candidate_fails_the_gate_and_only_a_recorded_force_swaps_it(
 def test_retirement_spares_the_live_version_and_the_rollback_target(
     contracts: dict[str, DataProductContract],
     products_dir: Path,
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
 ) -> None:
     versions = []
     contract = contracts["hr_policies"]
-    build_product(contract, access, minilm)
+    sync_all(contract, access, minilm)
     versions.append(index_version_id(contract))
     for old, new in [("distance: cosine", 'distance: cosine\n  revision: "2"'), ('"2"', '"3"')]:
         contract = edited(products_dir, "hr_policies", old, new)
-        build_product(contract, access, embedder_for)
+        sync_all(contract, access, embedder_for)
         versions.append(index_version_id(contract))
     first, second, third = versions
     assert [v.id for v in maintained_versions(engine, "hr_policies")] == versions

@@ -10,10 +10,11 @@ from sqlalchemy import Engine
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import RetrievalSpec
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.retrieval.request import RetrievalRequest, retrieve
 from mesh_rag_pipelines.samples import seed_sources
+from mesh_rag_pipelines.sources.base import SourceContext
+from mesh_rag_pipelines_tests.helpers import source_ctx, sync_all
 
 QUERY = "my tent arrived damaged and I want a refund or a replacement"
 
@@ -21,15 +22,15 @@ QUERY = "my tent arrived damaged and I want a refund or a replacement"
 @pytest.fixture
 def built(
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     engine: Engine,
     minilm: Embedder,
     s3: Any,
 ) -> list[DataProductContract]:
     products = [contracts["hr_policies"], contracts["support_tickets"]]
-    seed_sources(products, engine, s3)
+    seed_sources(products, source_ctx(engine, s3))
     for contract in products:
-        build_product(contract, access, minilm)
+        sync_all(contract, access, minilm)
     return products
 
 

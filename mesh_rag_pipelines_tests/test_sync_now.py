@@ -15,9 +15,9 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.orchestration.jobs import sync_now_job_name
 from mesh_rag_pipelines.orchestration.product import product_definitions
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows
+from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows, sync_all
 
 PRODUCT = "hr_policies"
 
@@ -66,12 +66,12 @@ def built(
     database_url: str,
     products_dir: Path,
     contracts: dict[str, DataProductContract],
-    access: SourceAccess,
+    access: SourceContext,
     minilm: Embedder,
 ) -> DataProductContract:
     monkeypatch.setenv("MESH_RAG_DATABASE_URL", database_url)
     contract = contracts[PRODUCT]
-    build_product(contract, access, minilm)
+    sync_all(contract, access, minilm)
     return contract
 
 

@@ -25,10 +25,9 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import load_contracts
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.pipeline import SourceAccess, build_product
 from mesh_rag_pipelines.services.local_s3 import free_port
 from mesh_rag_pipelines.store.database import engine_for
-from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows
+from mesh_rag_pipelines_tests.helpers import assert_same_index, index_rows, source_ctx, sync_all
 
 INFRA = Path(__file__).resolve().parents[1] / "infra" / "production"
 BIN = Path(sys.executable).parent
@@ -174,6 +173,10 @@ def _daemons_healthy(deployment: Deployment) -> bool:
     return bool(health.get("QUEUED_RUN_COORDINATOR") and health.get("BACKFILL"))
 
 
+def _all_finished(instance: dg.DagsterInstance) -> bool:
+    return all(run.is_finished for run in instance.get_runs())
+
+
 def _most_at_once(runs: list[dg.DagsterRun], instance: dg.DagsterInstance) -> int:
     spans = []
     for run in runs:
@@ -218,6 +221,9 @@ def test_a_backfill_through_graphql_on_the_production_topology(
         with dg.DagsterInstance.from_config(str(deployment.home)) as instance:
             runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             assert sorted(run.tags["dagster/partition"] for run in runs) == ["00", "01", "02", "03"]
+            # The backfill's materializations wake the automation sensor (the release asset):
+            # the runs it requests must finish too, and succeed.
+            _wait(lambda: _all_finished(instance), "runs requested by automation", 300)
             everything = instance.get_runs()
             assert {run.status for run in everything} == {dg.DagsterRunStatus.SUCCESS}
             assert 1 <= _most_at_once(everything, instance) <= LIMIT
@@ -226,5 +232,5 @@ def test_a_backfill_through_graphql_on_the_production_topology(
 
     (contract,) = [c for c in load_contracts() if c.name == "hr_policies"]
     scratch = engine_for(new_database())
-    build_product(contract, SourceAccess(scratch), minilm)
+    sync_all(contract, source_ctx(scratch), minilm)
     assert_same_index(index_rows(engine, "hr_policies"), index_rows(scratch, "hr_policies"))

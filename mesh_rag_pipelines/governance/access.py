@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from mesh_rag_pipelines.contracts.model import GROUP_PATTERN
+from mesh_rag_pipelines.contracts.fields import GROUP_PATTERN
 from mesh_rag_pipelines.store.schema import SCHEMA, qualified
 
 SERVING_ROLE = "mesh_rag_serving"

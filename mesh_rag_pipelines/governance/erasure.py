@@ -47,17 +47,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.governance.pii import masker_for, pii_in_id
-from mesh_rag_pipelines.store.index_versions import product_versions
+from mesh_rag_pipelines.store.index_versions import product_versions, remove_documents
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.schema import (
     Chunk,
     DocumentState,
     EmbeddingCache,
     ErasureAudit,
-    IndexedDocument,
     IndexVersion,
     QuarantinedRecord,
-    index_table,
 )
 
 # Above every version a source can carry (versions are 64-bit): nothing ever supersedes it.
@@ -106,16 +104,7 @@ def forget(
         role = database_role(conn)
         lock_documents(conn, product, [doc_id])
         versions = product_versions(conn, product)
-        rows = 0
-        for version in versions:
-            table = index_table(version.table_name, version.dimensions, version.distance)
-            rows += conn.execute(delete(table).where(table.c.doc_id == doc_id)).rowcount
-        conn.execute(
-            delete(IndexedDocument).where(
-                IndexedDocument.index_version.in_([v.id for v in versions]),
-                IndexedDocument.doc_id == doc_id,
-            )
-        )
+        rows = remove_documents(conn, versions, [doc_id])
         chunks = conn.execute(
             delete(Chunk).where(Chunk.product == product, Chunk.doc_id == doc_id)
         ).rowcount
@@ -171,12 +160,12 @@ def _sweep_cache(conn: Connection, product: str) -> int:
 
 def _names_document(contract: DataProductContract, doc_id: str) -> ColumnElement[bool]:
     """Quarantined records of the document: by id, by a raw copy that names it, and, for a
-    table or a folder, whose references name records by id, by reference."""
+    source whose references are ids (a table, a folder), by reference."""
     names = [
         QuarantinedRecord.doc_id == doc_id,
         QuarantinedRecord.raw.regexp_match(_standing_alone(doc_id)),
     ]
-    if contract.source.kind != "s3_landing":  # a landing file's records are lines
+    if contract.source.refs_are_ids:
         names.append(QuarantinedRecord.record_ref == doc_id)
     return or_(*names)
 

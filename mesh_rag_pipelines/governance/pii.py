@@ -28,11 +28,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
-from functools import cache, lru_cache
-from typing import Any
+from collections.abc import Mapping, Sequence
+from functools import cache, cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
-from mesh_rag_pipelines.contracts.model import PII_ENTITIES, DataProductContract
+from mesh_rag_pipelines.contracts.fields import PII_ENTITIES
+
+if TYPE_CHECKING:
+    from mesh_rag_pipelines.contracts import DataProductContract
 
 # Phone numbers written without a country code are parsed as numbers of these regions.
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IE", "CA", "AU", "IN")
@@ -145,8 +148,14 @@ class PiiMasker:
                 "pii_masking uses 'hash', which needs a secret key: set MESH_RAG_PII_HASH_KEY"
             )
         self._entities = sorted(masking)
-        self._operators = {
-            entity: self._operator(entity, how, hash_key) for entity, how in masking.items()
+        self._masking, self._hash_key = dict(masking), hash_key
+
+    @cached_property
+    def _operators(self) -> dict[str, Any]:
+        # Built on the first text that may hold an entity: Presidio's import takes seconds.
+        return {
+            entity: self._operator(entity, how, self._hash_key)
+            for entity, how in self._masking.items()
         }
 
     @staticmethod
@@ -166,7 +175,7 @@ class PiiMasker:
         return OperatorConfig("custom", {"lambda": keyed})
 
     def text(self, value: str) -> str:
-        if not self._entities or not value:
+        if not self._entities or not value or not could_hold(value, self._entities):
             return value
         from presidio_anonymizer.entities import ConflictResolutionStrategy
 
@@ -202,10 +211,18 @@ class PiiMasker:
 
     def found(self, value: str) -> list[tuple[str, str]]:
         """(entity type, matched text) of each entity of the masked types in `value`."""
-        if not self._entities or not value:
+        if not self._entities or not value or not could_hold(value, self._entities):
             return []
         results = _analyzer().analyze(text=value, language="en", entities=self._entities)
         return [(r.entity_type, value[r.start : r.end]) for r in results]
+
+
+def could_hold(value: str, entities: Sequence[str]) -> bool:
+    """Whether `value` may hold one of `entities` at all: every type needs an "@", a digit or
+    (IPv6) a ":", and URL a "." (a domain). Most queries and ids have none of these and skip
+    the analyzer, whose import alone takes seconds."""
+    marks = "@:." if "URL" in entities else "@:"
+    return any(char.isdigit() or char in marks for char in value)
 
 
 NO_MASKING = PiiMasker({})
@@ -241,8 +258,7 @@ def pii_in_id(contract: DataProductContract, value: str) -> list[str]:
     `4111-1111-1111-1111`) counts, as does any email, IBAN or IP address.
     """
     entities = sorted(entity for entity in contract.pii_masking if entity != "URL")
-    # Every type but URL needs an "@", a digit or (IPv6) a ":": most ids skip the analyzer.
-    if not entities or not any(char.isdigit() or char in "@:" for char in value):
+    if not entities or not could_hold(value, entities):
         return []
     found = _masker(tuple((entity, "placeholder") for entity in entities)).found(value)
     return sorted({entity for entity, text in found if not text.isdigit()})
@@ -257,6 +273,6 @@ def masker_for(contract: DataProductContract) -> PiiMasker:
 
 @cache
 def _masker(masking: tuple[tuple[str, str], ...]) -> PiiMasker:
-    from mesh_rag_pipelines import settings
+    from mesh_rag_pipelines.settings import current as current_settings
 
-    return PiiMasker(dict(masking), settings.pii_hash_key())
+    return PiiMasker(dict(masking), current_settings().pii_hash_key)

@@ -34,28 +34,21 @@ not grant (or no longer grants).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mesh_rag_pipelines import settings
-from mesh_rag_pipelines.contracts.model import DataProductContract
+from mesh_rag_pipelines.settings import PLATFORM_POLICY, Settings
+from mesh_rag_pipelines.sources.postgres_table import database_label
+
+if TYPE_CHECKING:
+    from mesh_rag_pipelines.contracts import DataProductContract
 
 POLICY_FILE = "platform_policy.yaml"
-# Readable by no contract in any database: PostgreSQL reserves every pg_* schema name.
-SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
-# The field a refusal names when nothing more precise applies (no policy, domain not listed).
-_MAIN_FIELD = {
-    "postgres_table": "source.table",
-    "s3_landing": "source.bucket",
-    "files": "source.path",
-}
 
 
 class _Strict(BaseModel):
@@ -99,10 +92,6 @@ class _PolicyDocument(_Strict):
     domains: dict[str, DomainGrant | None]
 
 
-def database_label(env: str | None) -> str:
-    return f"database {env}" if env else "the store database"
-
-
 class Refusal(NamedTuple):
     """A contract's source the policy does not grant: the contract field, and why."""
 
@@ -138,119 +127,32 @@ class PlatformPolicy:
         return [(self.path.parent / folder).resolve() for folder in grant.folders] if grant else []
 
     def refusal(self, contract: DataProductContract) -> Refusal | None:
-        """Why the contract's source is not granted to its domain; None if it is."""
+        """Why the contract's source is not granted to its domain; None if it is. What no
+        policy may grant (the store's own tables) is refused first; the source's kind judges
+        the grant itself."""
         source = contract.source
-        if source.kind == "postgres_table":
-            # The store's and PostgreSQL's own tables are refused before anything else.
-            reserved = reserved_table(source.table or "")
-            if reserved:
-                return reserved
-        main = _MAIN_FIELD[source.kind]
+        found = source.never_granted()
+        if found:
+            return Refusal(*found)
         if self.problem:
-            return Refusal(main, self.problem)
-        grant = self.domains.get(contract.domain)
-        if grant is None:
+            return Refusal(source.main_field, self.problem)
+        if contract.domain not in self.domains:
             return Refusal(
-                main,
+                source.main_field,
                 f"the platform policy ({self.path}) grants domain {contract.domain} no source; "
                 f"it lists {sorted(self.domains) or 'no domain'}",
             )
-        if source.kind == "postgres_table":
-            return self._table_refusal(contract, grant)
-        if source.kind == "s3_landing":
-            return self._landing_refusal(contract, grant)
-        return self._folder_refusal(contract)
-
-    def _table_refusal(self, contract: DataProductContract, grant: DomainGrant) -> Refusal | None:
-        table, env = contract.source.table or "", contract.source.database_url_env
-        database = database_label(env)
-        granted = [
-            f"{entry.database}: {pattern}" for entry in grant.databases for pattern in entry.tables
-        ]
-        patterns = [p for e in grant.databases if e.database_url_env == env for p in e.tables]
-        if not patterns:
-            return Refusal(
-                "source.database_url_env" if env else "source.table",
-                f"{self.label(contract.domain)} grants no table in {database}; it grants: "
-                f"{granted}",
-            )
-        if not any(fnmatchcase(table, pattern) for pattern in patterns):
-            return Refusal(
-                "source.table",
-                f"{table} is not among the tables {self.label(contract.domain)} grants in "
-                f"{database}: {granted}",
-            )
-        return None
-
-    def _landing_refusal(self, contract: DataProductContract, grant: DomainGrant) -> Refusal | None:
-        bucket, prefix = contract.source.bucket or "", contract.source.prefix or ""
-        granted = [f"s3://{entry.bucket}/{p}" for entry in grant.buckets for p in entry.prefixes]
-        prefixes = [p for entry in grant.buckets if entry.bucket == bucket for p in entry.prefixes]
-        if not prefixes:
-            return Refusal(
-                "source.bucket",
-                f"bucket {bucket} is not one {self.label(contract.domain)} grants: {granted}",
-            )
-        if not any(prefix.startswith(granted_prefix) for granted_prefix in prefixes):
-            return Refusal(
-                "source.prefix",
-                f"s3://{bucket}/{prefix} is outside the landing prefixes "
-                f"{self.label(contract.domain)} grants: {granted}",
-            )
-        return None
-
-    def _folder_refusal(self, contract: DataProductContract) -> Refusal | None:
-        folder = contract.resolve_path(contract.source.path or ".")
-        roots = self.folders(contract.domain)
-        if not _inside(folder, roots):
-            return Refusal(
-                "source.path",
-                f"{folder} is outside the folders {self.label(contract.domain)} grants: "
-                f"{[str(root) for root in roots]}",
-            )
-        pattern = contract.source.pattern
-        if pattern.startswith("/") or ".." in PurePosixPath(pattern).parts:
-            return Refusal(
-                "source.pattern",
-                f"{pattern!r} reaches outside the folder {folder}: a pattern may not start at / "
-                "or hold '..'",
-            )
-        return None
-
-
-def reserved_table(table: str) -> Refusal | None:
-    """Tables no contract may read, whatever the policy grants (in any database)."""
-    schema, _, _ = table.rpartition(".")
-    if not schema:
-        return Refusal(
-            "source.table",
-            f"{table!r} names no schema: the platform policy grants tables by schema, so write "
-            f"it as <schema>.{table} (an unqualified name may resolve to a system table)",
-        )
-    from mesh_rag_pipelines.store.schema import SCHEMA  # the store imports contracts
-
-    lowered = schema.lower()
-    if lowered == SCHEMA:
-        return Refusal("source.table", f"{table} is the store's own table: no contract may read it")
-    if lowered in SYSTEM_SCHEMAS or lowered.startswith("pg_"):
-        return Refusal(
-            "source.table",
-            f"{table} is in PostgreSQL's system schema {schema}: no contract may read it",
-        )
-    return None
-
-
-def _inside(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
+        found = source.refusal(contract, self)
+        return Refusal(*found) if found else None
 
 
 # --- finding and reading the policy --------------------------------------------------------------
 
 
-def policy_path(root: Path) -> tuple[Path, bool]:
+def policy_path(root: Path, settings: Settings) -> tuple[Path, bool]:
     """The policy governing the contracts folder `root`, and whether that file exists:
     MESH_RAG_PLATFORM_POLICY, else the nearest platform_policy.yaml at or above `root`."""
-    configured = settings.platform_policy()
+    configured = settings.platform_policy
     if configured is not None:
         return configured.resolve(), configured.is_file()
     start = root.resolve()
@@ -261,17 +163,17 @@ def policy_path(root: Path) -> tuple[Path, bool]:
     return start / POLICY_FILE, False
 
 
-def load_policy(root: Path) -> PlatformPolicy:
+def load_policy(root: Path, settings: Settings) -> PlatformPolicy:
     """The policy of the contracts folder `root`. A missing or broken policy grants nothing:
     its `problem` says why, and every contract is refused with it."""
-    path, exists = policy_path(root)
+    path, exists = policy_path(root, settings)
     if not exists:
-        if settings.platform_policy() is not None:
-            where = f"{path} (named by {settings.PLATFORM_POLICY}) does not exist"
+        if settings.platform_policy is not None:
+            where = f"{path} (named by {PLATFORM_POLICY}) does not exist"
         else:
             where = (
                 f"there is no {POLICY_FILE} in {root.resolve()} or a folder above it, and "
-                f"{settings.PLATFORM_POLICY} is not set"
+                f"{PLATFORM_POLICY} is not set"
             )
         return PlatformPolicy(path, {}, f"no platform policy grants any source: {where}")
     try:
@@ -292,50 +194,28 @@ def _broken(path: Path, problem: str) -> str:
     return f"the platform policy {path} is invalid, so no source is granted: {problem}"
 
 
-def policy_for(contract: DataProductContract) -> PlatformPolicy:
+def policy_for(contract: DataProductContract, settings: Settings) -> PlatformPolicy:
     """The policy a contract runs under: that of the configured contracts folder
     (MESH_RAG_CONTRACTS_DIR, or the shipped products) when the contract's file lies in it, as
     the loader judged it; else that of the folder holding the contract's file."""
     from mesh_rag_pipelines.contracts.loader import PRODUCTS_DIR
 
-    configured = (settings.contracts_dir() or PRODUCTS_DIR).resolve()
+    configured = (settings.contracts_dir or PRODUCTS_DIR).resolve()
     origin = contract._origin.resolve() if contract._origin else None
     if origin is None or origin.is_relative_to(configured):
-        return load_policy(configured)
-    return load_policy(origin.parent)
+        return load_policy(configured, settings)
+    return load_policy(origin.parent, settings)
 
 
-def ensure_granted(contract: DataProductContract) -> None:
-    """Raise SourceNotGranted unless the policy (read now) grants the contract's source. For a
-    folder, every file the pattern matches must also lie in a granted folder once symbolic
-    links are resolved."""
-    policy = policy_for(contract)
+def ensure_granted(contract: DataProductContract, settings: Settings) -> None:
+    """Raise SourceNotGranted unless the policy (read now) grants the contract's source, and
+    what only a read can see holds too (a folder's files lie in granted folders once symbolic
+    links are resolved)."""
+    policy = policy_for(contract, settings)
     where = str(contract._origin) if contract._origin else f"product {contract.name}"
-    refusal = policy.refusal(contract)
+    refusal = policy.refusal(contract) or contract.source.refusal_at_run(contract, policy)
     if refusal:
         raise SourceNotGranted(where, *refusal)
-    if contract.source.kind == "files":
-        escaped = _linked_outside(contract, policy)
-        if escaped:
-            raise SourceNotGranted(where, "source.path", escaped)
-
-
-def _linked_outside(contract: DataProductContract, policy: PlatformPolicy) -> str | None:
-    from mesh_rag_pipelines.sources.files import source_files
-
-    roots = policy.folders(contract.domain)
-    try:
-        folder, paths = source_files(contract)
-    except FileNotFoundError:
-        return None  # the reader itself reports a missing folder
-    for path in paths:
-        real = Path(os.path.realpath(path))
-        if not _inside(real, roots):
-            return (
-                f"{path} is a link to {real}, outside the folders "
-                f"{policy.label(contract.domain)} grants: {[str(root) for root in roots]}"
-            )
-    return None
 
 
 # --- one owner per landing prefix ---------------------------------------------------------------
@@ -344,15 +224,12 @@ def _linked_outside(contract: DataProductContract, policy: PlatformPolicy) -> st
 def overlapping_landings(
     contracts: Sequence[DataProductContract],
 ) -> list[tuple[DataProductContract, DataProductContract]]:
-    """Pairs of landing-zone contracts reading overlapping keys: the same bucket, and one
-    prefix a prefix of the other (each would read, and republish, the other's events)."""
-    landings = [c for c in contracts if c.source.kind == "s3_landing"]
+    """Pairs of contracts claiming overlapping landing keys: the same bucket, and one prefix a
+    prefix of the other (each would read, and republish, the other's events)."""
+    claims = [(c, claim) for c in contracts if (claim := c.source.landing_claim())]
     pairs = []
-    for i, first in enumerate(landings):
-        for second in landings[i + 1 :]:
-            if first.source.bucket != second.source.bucket:
-                continue
-            a, b = first.source.prefix or "", second.source.prefix or ""
-            if a.startswith(b) or b.startswith(a):
+    for i, (first, (bucket_a, a)) in enumerate(claims):
+        for second, (bucket_b, b) in claims[i + 1 :]:
+            if bucket_a == bucket_b and (a.startswith(b) or b.startswith(a)):
                 pairs.append((first, second))
     return pairs

@@ -40,6 +40,4 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
 
 
 def product_sensors(contract: DataProductContract) -> list[dg.SensorDefinition]:
-    if contract.source.kind == "s3_landing":
-        return [landing_sensor(contract)]
-    return [source_sensor(contract)]
+    return [source_sensor(contract) if contract.source.polled else landing_sensor(contract)]

@@ -54,10 +54,12 @@ def chunks_check_results(
     result: ChunkSetResult,
     drift: list[str],
     engine: Engine,
+    key: dg.AssetKey,
 ) -> list[dg.AssetCheckResult]:
     rate = result.quality_violations / result.records_read if result.records_read else 0.0
     return [
         dg.AssetCheckResult(
+            asset_key=key,
             check_name="quality_within_limits",
             passed=rate <= contract.quality.max_violation_rate,
             metadata={
@@ -68,17 +70,18 @@ def chunks_check_results(
             },
         ),
         dg.AssetCheckResult(
+            asset_key=key,
             check_name="source_schema_stable",
             passed=not drift,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"drift": "; ".join(drift) or "none"},
         ),
-        quarantine_result(contract, shard, engine),
+        quarantine_result(contract, shard, engine, key),
     ]
 
 
 def quarantine_result(
-    contract: DataProductContract, shard: int, engine: Engine
+    contract: DataProductContract, shard: int, engine: Engine, key: dg.AssetKey
 ) -> dg.AssetCheckResult:
     """The shard's quarantined records, each with file or table, line or id, field and reason."""
     records = [
@@ -92,6 +95,7 @@ def quarantine_result(
     ]
     table = "\n".join(["| source | record | field | reason |", "|---|---|---|---|", *rows])
     return dg.AssetCheckResult(
+        asset_key=key,
         check_name="no_quarantined_records",
         passed=not records,
         severity=dg.AssetCheckSeverity.WARN,
@@ -114,17 +118,22 @@ def embeddings_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
 
 
 def embeddings_check_results(
-    contract: DataProductContract, shard: int, engine: Engine
+    contract: DataProductContract, shard: int, engine: Engine, key: dg.AssetKey
 ) -> list[dg.AssetCheckResult]:
     health = index_health(engine, contract.name, shard=shard)
-    return [health_verdict(health, f"{shard:02d}", check_name="index_matches_source")]
+    return [health_verdict(health, f"{shard:02d}", check_name="index_matches_source", key=key)]
 
 
 def health_verdict(
-    health: IndexHealth | None, scope: str, check_name: str | None = None
+    health: IndexHealth | None,
+    scope: str,
+    check_name: str | None = None,
+    key: dg.AssetKey | None = None,
 ) -> dg.AssetCheckResult:
     """The invariant over `scope` (a shard, or "all"), as IndexHealth defines it."""
     named: dict[str, Any] = {"check_name": check_name} if check_name else {}
+    if key is not None:
+        named["asset_key"] = key
     if health is None:
         return dg.AssetCheckResult(
             passed=False, metadata={"reason": "no live index version"}, **named

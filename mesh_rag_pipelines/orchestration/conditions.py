@@ -37,6 +37,6 @@ VERDICT_CONDITION = (
 def index_condition(contract: DataProductContract) -> dg.AutomationCondition:
     """Chunks and embeddings: a release backfill for every source; syncs on source changes for
     polled sources (a landing zone's sensor requests its runs itself)."""
-    if contract.source.kind == "s3_landing":
+    if not contract.source.polled:
         return RELEASE_BACKFILL
     return SOURCE_CHANGED | RELEASE_BACKFILL

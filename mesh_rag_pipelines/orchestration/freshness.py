@@ -25,8 +25,8 @@ import dagster as dg
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.orchestration.assets import common_attributes, embeddings_key
-from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
-from mesh_rag_pipelines.pipeline import SourceAccess, SourceLag, source_lag
+from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone, source_context
+from mesh_rag_pipelines.pipeline import SourceLag, judge_freshness
 
 IN_SYNC_CHECK = "nothing_waiting"
 
@@ -107,8 +107,7 @@ def in_sync_check(contract: DataProductContract) -> dg.AssetChecksDefinition:
         ),
     )
     def _nothing_waiting(index_store: IndexStore, landing_zone: LandingZone) -> dg.AssetCheckResult:
-        s3 = landing_zone.get_client() if contract.source.kind == "s3_landing" else None
-        lag = source_lag(contract, SourceAccess(index_store.engine, s3))
+        lag = judge_freshness(contract, source_context(contract, index_store, landing_zone))
         return lag_check(contract, lag, datetime.now(UTC))
 
     return _nothing_waiting

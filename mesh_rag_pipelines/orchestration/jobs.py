@@ -2,21 +2,29 @@
 launch), a "sync now" with Launchpad options, and one that validates every product's release
 candidate."""
 
+import time
+
 import dagster as dg
 from pydantic import Field
 
 from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.orchestration.assets import chunks_key, embeddings_key
-from mesh_rag_pipelines.orchestration.partitions import shard_key
-from mesh_rag_pipelines.orchestration.resources import EmbeddingModels, IndexStore, LandingZone
-from mesh_rag_pipelines.pipeline import (
-    SourceAccess,
-    read_source,
-    refresh_chunk_set,
-    source_lag,
+from mesh_rag_pipelines.orchestration.assets import (
+    chunks_key,
+    chunks_metadata,
+    embeddings_key,
+    embeddings_metadata,
+    log_shard,
 )
+from mesh_rag_pipelines.orchestration.partitions import shard_key
+from mesh_rag_pipelines.orchestration.resources import (
+    EmbeddingModels,
+    IndexStore,
+    LandingZone,
+    source_context,
+)
+from mesh_rag_pipelines.pipeline import SyncDeps, read_source, source_lag, sync_shard
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.chunk_set import known_documents
-from mesh_rag_pipelines.store.index_writer import reembed_documents, refresh_index
 
 VALIDATE_RELEASES = "validate_releases"
 DRY_RUN_SHOWN = 50
@@ -69,41 +77,45 @@ def sync_now_job(contract: DataProductContract) -> dg.JobDefinition:
         landing_zone: LandingZone,
         embedding_models: EmbeddingModels,
     ) -> None:
-        s3 = landing_zone.get_client() if contract.source.kind == "s3_landing" else None
-        access = SourceAccess(index_store.engine, s3)
+        ctx = source_context(contract, index_store, landing_zone)
         if config.doc_ids:
             shards = sorted({contract.shard_of(doc_id) for doc_id in config.doc_ids})
         elif config.force_reembed:
             shards = list(range(contract.shards))
         else:
-            shards = list(source_lag(contract, access).shards)
+            shards = list(source_lag(contract, ctx).shards)
         context.log.info(
             f"{contract.name}: shards {', '.join(map(shard_key, shards)) or 'none'} to sync"
         )
         for shard in shards:
             if config.dry_run:
-                _report_plan(context, contract, shard, access)
+                _report_plan(context, contract, shard, ctx)
                 continue
-            chunks = refresh_chunk_set(contract, shard, access)
-            if config.force_reembed:
-                doc_ids = config.doc_ids or list(
-                    known_documents(access.engine, contract.name, shard)
+            started = time.perf_counter()
+            reembed = (
+                (config.doc_ids or list(known_documents(ctx.engine, contract.name, shard)))
+                if config.force_reembed
+                else []
+            )
+            result = sync_shard(
+                contract, shard, SyncDeps(ctx, embedding_models.for_spec), reembed=reembed
+            )
+            log_shard(context.log, contract, result)
+            # Recorded as the assets' own step records them: the UI sees the shard synced.
+            context.log_event(
+                dg.AssetMaterialization(
+                    chunks_key(contract),
+                    partition=shard_key(shard),
+                    metadata=chunks_metadata(contract, result, time.perf_counter() - started),
                 )
-                mine = [d for d in doc_ids if contract.shard_of(d) == shard]
-                reembed_documents(access.engine, contract, mine)
-            index = refresh_index(access.engine, contract, shard, embedding_models.for_spec)
-            summary = {
-                "documents_changed": chunks.documents_changed,
-                "documents_deleted": chunks.documents_deleted,
-                "quarantined": chunks.quarantined,
-                "documents_indexed": index.documents_indexed,
-                "texts_embedded": index.texts_embedded,
-                "cache_hits": index.cache_hits,
-            }
-            context.log.info(f"{contract.name} shard {shard_key(shard)}: {summary}")
-            for key in (chunks_key(contract), embeddings_key(contract)):
+            )
+            if result.index is not None:
                 context.log_event(
-                    dg.AssetMaterialization(key, partition=shard_key(shard), metadata=summary)
+                    dg.AssetMaterialization(
+                        embeddings_key(contract),
+                        partition=shard_key(shard),
+                        metadata=embeddings_metadata(contract, result, ctx.engine),
+                    )
                 )
 
     @dg.job(
@@ -124,9 +136,9 @@ def _report_plan(
     context: dg.OpExecutionContext,
     contract: DataProductContract,
     shard: int,
-    access: SourceAccess,
+    ctx: SourceContext,
 ) -> None:
-    read = read_source(contract, shard, access)
+    read = read_source(contract, shard, ctx)
     upserts = [c.doc_id for c in read.changes if c.op == "upsert"]
     deletes = [c.doc_id for c in read.changes if c.op == "delete"]
     context.log.info(

@@ -20,11 +20,12 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.orchestration.freshness import judgment_events
 from mesh_rag_pipelines.orchestration.jobs import sync_job_name
 from mesh_rag_pipelines.orchestration.partitions import shard_key
-from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone
+from mesh_rag_pipelines.orchestration.resources import IndexStore, LandingZone, source_context
 from mesh_rag_pipelines.orchestration.source_versions import source_version_events
-from mesh_rag_pipelines.pipeline import SourceAccess, pending_landed_objects, source_lag
+from mesh_rag_pipelines.pipeline import judge_freshness
+from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.sources.landing_cursor import LandingCursor
-from mesh_rag_pipelines.sources.s3_landing import LandedObject
+from mesh_rag_pipelines.sources.s3_landing import LandedObject, S3LandingSource
 from mesh_rag_pipelines.store.chunk_set import applied_objects
 
 LANDING_OBJECTS_TAG = "mesh_rag/landing_objects"
@@ -93,11 +94,9 @@ def _digest(objects: list[LandedObject]) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def _still_waiting(
-    contract: DataProductContract, access: SourceAccess, waiting: Waiting
-) -> Waiting:
+def _still_waiting(contract: DataProductContract, ctx: SourceContext, waiting: Waiting) -> Waiting:
     shards = {shard for _, touched, _ in waiting.values() for shard in touched}
-    ledgers = {shard: applied_objects(access.engine, contract.name, shard) for shard in shards}
+    ledgers = {shard: applied_objects(ctx.engine, contract.name, shard) for shard in shards}
     return {
         key: (etag, touched, at)
         for key, (etag, touched, at) in waiting.items()
@@ -111,7 +110,7 @@ def landing_sensor(
     page_size: int = 1000,
     max_objects: int = MAX_OBJECTS_PER_TICK,
 ) -> dg.SensorDefinition:
-    source = contract.source
+    source: S3LandingSource = contract.source  # type: ignore[assignment]  # events, not polled
 
     @dg.sensor(
         name=f"{contract.name}_landing_sensor",
@@ -128,10 +127,14 @@ def landing_sensor(
         context: dg.SensorEvaluationContext, index_store: IndexStore, landing_zone: LandingZone
     ) -> dg.SensorResult:
         now = datetime.now(UTC)
-        access = SourceAccess(index_store.engine, landing_zone.get_client())
+        ctx = source_context(contract, index_store, landing_zone)
         cursor = LandingSensorCursor.from_json(context.cursor)
-        by_shard, landing = pending_landed_objects(
-            contract, access, cursor.landing, page_size=page_size, limit=max_objects
+        applied = {
+            shard: applied_objects(ctx.engine, contract.name, shard)
+            for shard in range(contract.shards)
+        }
+        by_shard, landing = source.pending_objects(
+            contract, ctx, cursor.landing, applied, page_size=page_size, limit=max_objects
         )
         requests: list[dg.RunRequest] = []
         events: list = []
@@ -143,9 +146,9 @@ def landing_sensor(
             for landed in objects:
                 _, touched, _ = waiting.get(landed.key, (landed.etag, [], landed.last_modified))
                 waiting[landed.key] = (landed.etag, sorted({*touched, shard}), landed.last_modified)
-        waiting = _still_waiting(contract, access, waiting)
+        waiting = _still_waiting(contract, ctx, waiting)
         pairs = [(shard, at) for _, shards, at in waiting.values() for shard in shards]
-        lag = source_lag(contract, access, pairs)
+        lag = judge_freshness(contract, ctx, pairs)
         judged_at = cursor.judged_at
         renew = cursor.renewal_due(now)
         if renew or lag.in_sync != cursor.in_sync:

@@ -7,8 +7,10 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.orchestration.assets import product_assets
 from mesh_rag_pipelines.orchestration.automation import automation_sensor, product_sensors
 from mesh_rag_pipelines.orchestration.erasure import forget_job
+from mesh_rag_pipelines.orchestration.feedback import feedback_schedule
 from mesh_rag_pipelines.orchestration.freshness import in_sync_check, in_sync_spec
 from mesh_rag_pipelines.orchestration.jobs import product_job, sync_now_job, validate_releases_job
+from mesh_rag_pipelines.orchestration.monitoring import serving_asset, serving_schedule
 from mesh_rag_pipelines.orchestration.releases import release_asset, release_checks, release_job
 from mesh_rag_pipelines.orchestration.resources import default_resources
 
@@ -16,7 +18,12 @@ from mesh_rag_pipelines.orchestration.resources import default_resources
 def product_definitions(contract: DataProductContract) -> dg.Definitions:
     """One product's assets, checks, jobs, sensors and schedules, with the shared resources."""
     return dg.Definitions(
-        assets=[*product_assets(contract), release_asset(contract), in_sync_spec(contract)],
+        assets=[
+            *product_assets(contract),
+            release_asset(contract),
+            in_sync_spec(contract),
+            serving_asset(contract),
+        ],
         asset_checks=[*release_checks(contract), in_sync_check(contract)],
         jobs=[
             product_job(contract),
@@ -25,6 +32,10 @@ def product_definitions(contract: DataProductContract) -> dg.Definitions:
             forget_job(contract),
         ],
         sensors=product_sensors(contract),
+        schedules=[
+            serving_schedule(contract),
+            feedback_schedule(contract),  # with the `feedback_<product>` job it launches
+        ],
         resources=default_resources(),
         # A run is one shard; its steps share one process, so the model loads once per run.
         executor=dg.in_process_executor,

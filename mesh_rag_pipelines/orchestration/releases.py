@@ -23,11 +23,10 @@ from mesh_rag_pipelines.releases import (
     validate_version,
 )
 from mesh_rag_pipelines.releases.status import candidate_of, release_status
+from mesh_rag_pipelines.releases.validation import GOLDEN_K
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import get_version, index_version_id, live_versions
-
-GOLDEN_K = 5
 
 
 def release_key(contract: DataProductContract) -> dg.AssetKey:

@@ -26,8 +26,8 @@ from mesh_rag_pipelines.orchestration.source_versions import (
     shards_behind,
     source_version_events,
 )
-from mesh_rag_pipelines.pipeline import SourceAccess, source_lag, waiting_changes
-from mesh_rag_pipelines.sources.observe import observe_source
+from mesh_rag_pipelines.pipeline import current_source_versions, judge_freshness, waiting_changes
+from mesh_rag_pipelines.sources.base import SourceContext
 
 # The sensor daemon runs sensors every 5 s at most; this lets it run this one on every pass, so
 # a look that is due starts within 5 s. Looks follow the contract's cadence, judgments each tick.
@@ -103,16 +103,13 @@ def source_sensor(contract: DataProductContract) -> dg.SensorDefinition:
     def _sensor(context: dg.SensorEvaluationContext, index_store: IndexStore) -> dg.SensorResult:
         now = datetime.now(UTC)
         cursor = SourceCursor.from_json(context.cursor)
-        access = SourceAccess(index_store.engine)
+        ctx = SourceContext(index_store.engine, index_store.settings)
         recorded = recorded_versions(context.instance, contract)
         behind = shards_behind(context.instance, contract, recorded)
         events: list = []
         waiting, observed_at = cursor.waiting, cursor.observed_at
         if cursor.due(contract, now):
-            polled_table = contract.source.kind == "postgres_table"
-            observed = observe_source(
-                contract, access.table_engine(contract) if polled_table else None
-            )
+            observed = current_source_versions(contract, ctx)
             stalled = behind - _in_flight(context.instance, contract)
             for shard, seen in observed.items():
                 if recorded.get(shard, (0, ""))[1] != seen.data_version or shard in stalled:
@@ -123,8 +120,8 @@ def source_sensor(contract: DataProductContract) -> dg.SensorDefinition:
                     }
                     events += source_version_events(contract, shard, seen.data_version, metadata)
                     behind.add(shard)
-            waiting, observed_at = waiting_changes(contract, access), now
-        lag = source_lag(contract, access, [(s, at) for s, at in waiting if s in behind])
+            waiting, observed_at = waiting_changes(contract, ctx), now
+        lag = judge_freshness(contract, ctx, [(s, at) for s, at in waiting if s in behind])
         renew = observed_at == now or cursor.in_sync is not True
         if observed_at == now or cursor.in_sync != lag.in_sync:
             events += judgment_events(contract, lag, now, renew=renew)

@@ -2,9 +2,11 @@
 serve.
 
 Measured: coverage (every live document with its chunks at its current version), ghost rows,
-vector dimensions and norms, the golden queries' hit rate, and, where the contract names
-relevance judgments, nDCG@10 and recall@k over documents; overlap@10 with the live version's
-results is reported alongside. The contract's `release` settings give the thresholds (minimum
+vector dimensions and norms, the golden queries' hit rate, the hit rate of the product's
+evaluation set (queries from callers' negative feedback, each accepted by a reviewer: nothing
+unreviewed is scored) with its size, and, where the contract names relevance judgments,
+nDCG@10 and recall@k over documents; overlap@10 with the live version's results over all these
+queries is reported alongside. The contract's `release` settings give the thresholds (minimum
 coverage, largest quality drop). The verdict and every measure are recorded on the version and
 in the release history, and rendered as a blue-vs-green report.
 """
@@ -27,6 +29,7 @@ from mesh_rag_pipelines.retrieval.evaluation import (
     load_queries,
     mean_scores,
 )
+from mesh_rag_pipelines.store.feedback import evaluation_set
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.index_versions import (
     build_index,
@@ -227,11 +230,21 @@ def _quality(
             f"golden-{i}": set(g.expected_document_ids)
             for i, g in enumerate(contract.golden_queries)
         }
-        hit_rates = {
-            vid: sum(bool(set(ranked[q][:GOLDEN_K]) & expected[q]) for q in golden) / len(golden)
-            for vid, ranked in rankings.items()
-        }
+        hit_rates = {vid: _hit_rate(ranked, expected) for vid, ranked in rankings.items()}
         measures.append(_not_worse("golden_hit_rate", hit_rates, live, candidate, drop))
+    accepted = evaluation_set(engine, contract.name)
+    if accepted:
+        asked = {f"feedback-{q.candidate_id}": q.query for q in accepted}
+        marked = {f"feedback-{q.candidate_id}": set(q.expected_doc_ids) for q in accepted}
+        feedback_rates = {}
+        for v in compared:
+            ranked = document_rankings(engine, contract, asked, OVERLAP_K, v.id, embedders)
+            feedback_rates[v.id] = _hit_rate(ranked, marked)
+            rankings[v.id].update(ranked)
+        measures.append(_not_worse("feedback_hit_rate", feedback_rates, live, candidate, drop))
+    measures.append(
+        Measure("feedback_queries", None, len(accepted), "reported (accepted only)", None)
+    )
     if rules.judgments:
         qrels = load_qrels(contract.resolve_path(rules.judgments.qrels))
         judged = load_queries(contract.resolve_path(rules.judgments.queries), judged=qrels)
@@ -253,6 +266,12 @@ def _quality(
         overlap = round(sum(overlaps) / len(overlaps), 4)
         measures.append(Measure(f"overlap@{OVERLAP_K}_with_live", None, overlap, "reported", None))
     return measures
+
+
+def _hit_rate(rankings: dict[str, list[str]], expected: dict[str, set[str]]) -> float:
+    """The share of queries with an expected document in their top GOLDEN_K documents."""
+    hits = sum(bool(set(rankings[q][:GOLDEN_K]) & expected[q]) for q in expected)
+    return hits / len(expected)
 
 
 def _not_worse(

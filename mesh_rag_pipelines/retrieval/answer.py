@@ -20,7 +20,7 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.governance.pii import query_masker
 from mesh_rag_pipelines.retrieval.request import RetrievalRequest, retrieve
-from mesh_rag_pipelines.retrieval.search import RetrievedChunk
+from mesh_rag_pipelines.retrieval.search import RetrievedChunk, SearchTimings
 
 INSTRUCTIONS = (
     "Answer the question using only the numbered passages. Cite every passage you use as [n]. "
@@ -92,8 +92,9 @@ def answer(
     request: RetrievalRequest,
     chat: ChatModel | None = None,
     embedders: dict[str, Embedder] | None = None,
+    timings: SearchTimings | None = None,
 ) -> Answer:
-    found = retrieve(engine, contracts, request, embedders)
+    found = retrieve(engine, contracts, request, embedders, timings)
     if found.abstention:
         return Answer("", [], found.abstention)
     passages = list(enumerate(found.hits, start=1))

@@ -15,7 +15,13 @@ from sqlalchemy import Engine
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
-from mesh_rag_pipelines.retrieval.search import Caller, RetrievedChunk, Unit, search
+from mesh_rag_pipelines.retrieval.search import (
+    Caller,
+    RetrievedChunk,
+    SearchTimings,
+    Unit,
+    search,
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ def retrieve(
     contracts: list[DataProductContract],
     request: RetrievalRequest,
     embedders: dict[str, Embedder] | None = None,
+    timings: SearchTimings | None = None,
 ) -> RetrievalResult:
     chosen, abstention = select_products(contracts, request)
     if abstention:
@@ -88,6 +95,7 @@ def retrieve(
         k=request.k,
         unit=request.unit,
         embedders=embedders,
+        timings=timings,
     )
     if request.document_types:
         hits = [h for h in hits if h.document_type in request.document_types]

@@ -14,6 +14,7 @@ list; its minimum score drops weaker hits from the top k.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from sqlalchemy import Engine, select
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
-from mesh_rag_pipelines.embedding import Embedder, embedder_for
+from mesh_rag_pipelines.embedding import Embedder, query_embedder_for
 from mesh_rag_pipelines.governance.access import act_as_caller, caller_groups
 from mesh_rag_pipelines.governance.pii import query_masker
 from mesh_rag_pipelines.retrieval.planning import plan_scan
@@ -70,6 +71,16 @@ class RetrievedChunk:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class SearchTimings:
+    """What one search spent, filled in as it runs (the service's query log records it):
+    milliseconds embedding the query and searching the indexes, and the versions that served."""
+
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+    index_versions: list[str] = field(default_factory=list)
+
+
 Unit = Literal["chunks", "documents"]
 # Chunks read per document wanted, at first, when k counts documents; doubled while short.
 _CHUNKS_PER_DOCUMENT = 4
@@ -87,11 +98,13 @@ def search(
     ef_search: int | None = None,
     unit: Unit = "chunks",
     versions: dict[str, str] | None = None,
+    timings: SearchTimings | None = None,
 ) -> list[RetrievedChunk]:
     """Top-k chunks (or documents) over the chosen products, of the rows `caller` may read.
 
     `versions` maps a product to an index version to search instead of its live one (how a
     candidate is evaluated before it serves); `ef_search` overrides each version's default.
+    `timings`, if given, receives where the time went.
     """
     by_name = {c.name: c for c in contracts}
     unknown = sorted(set(products or []) - set(by_name))
@@ -103,16 +116,22 @@ def search(
     embedders = embedders if embedders is not None else {}
     query_vectors: dict[str, list[float]] = {}
     hits: list[RetrievedChunk] = []
+    spent = timings if timings is not None else SearchTimings()
     for version in _versions_to_search(engine, chosen, versions or {}):
         contract = by_name[version.product]
         if version.model_id not in embedders:
-            embedders[version.model_id] = embedder_for(version.embedding_spec)
+            embedders[version.model_id] = query_embedder_for(version.embedding_spec)
         if version.model_id not in query_vectors:
+            started = time.perf_counter()
             vector = embedders[version.model_id].embed([query])[0]
             query_vectors[version.model_id] = vector.tolist()
+            spent.embed_ms += (time.perf_counter() - started) * 1000
         breadth = ef_search or version.index_spec.ef_search
         vector = query_vectors[version.model_id]
+        started = time.perf_counter()
         hits += _search_version(engine, contract, version, vector, k, caller, breadth, unit)
+        spent.search_ms += (time.perf_counter() - started) * 1000
+        spent.index_versions.append(version.id)
     hits.sort(key=lambda hit: (-hit.score, hit.product, hit.doc_id, hit.chunk_no))
     return _best_per_document(hits)[:k] if unit == "documents" else hits[:k]
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 
 SOCKET_NAME = "run_workers.sock"
@@ -27,12 +28,14 @@ def socket_path(dagster_home: Path) -> Path:
     return dagster_home / SOCKET_NAME
 
 
-def start_worker() -> subprocess.Popen[str]:
+def start_worker(env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """A worker warming up; it inherits this process's environment unless given one."""
     return subprocess.Popen(
         [sys.executable, "-m", "mesh_rag_pipelines.runs.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        env=dict(env) if env is not None else None,
     )
 
 
@@ -44,9 +47,11 @@ def hand_over(worker: subprocess.Popen[str], serialized_args: str) -> int:
     return worker.pid
 
 
-class WorkerPool:
-    def __init__(self, size: int):
-        self.size = size
+class WarmWorkers:
+    """`size` workers kept warm, started with the deployment's environment `env`."""
+
+    def __init__(self, size: int, env: Mapping[str, str]):
+        self.size, self.env = size, env
         self._idle: deque[subprocess.Popen[str]] = deque()
         self._busy: list[subprocess.Popen[str]] = []
         self._lock = threading.Lock()
@@ -54,7 +59,7 @@ class WorkerPool:
     def fill(self) -> None:
         with self._lock:
             while len(self._idle) < self.size:
-                self._idle.append(start_worker())
+                self._idle.append(start_worker(self.env))
 
     def run(self, serialized_args: str) -> int:
         """Start a run in the oldest live worker (a new one if none is left); its pid."""
@@ -63,7 +68,7 @@ class WorkerPool:
             while self._idle and worker is None:
                 candidate = self._idle.popleft()
                 worker = candidate if candidate.poll() is None else None
-            worker = worker or start_worker()
+            worker = worker or start_worker(self.env)
             self._busy = [w for w in self._busy if w.poll() is None] + [worker]
         threading.Thread(target=self._refill_after, args=(worker,), daemon=True).start()
         return hand_over(worker, serialized_args)
@@ -87,7 +92,7 @@ class WorkerPool:
 class PoolServer:
     """Serves `pool` on the socket of the instance in `dagster_home`, from a thread."""
 
-    def __init__(self, pool: WorkerPool, dagster_home: Path):
+    def __init__(self, pool: WarmWorkers, dagster_home: Path):
         self.pool, self.path = pool, socket_path(dagster_home)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

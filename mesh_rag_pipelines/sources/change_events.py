@@ -11,9 +11,8 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.sources.documents import (
     DocumentChange,
     QuarantineEntry,
@@ -26,7 +25,16 @@ from mesh_rag_pipelines.sources.documents import (
     without_fields,
 )
 
+if TYPE_CHECKING:
+    from mesh_rag_pipelines.contracts import DataProductContract
+    from mesh_rag_pipelines.sources.s3_landing import S3LandingSource
+
 ParsedLine = DocumentChange | QuarantineEntry
+
+
+def _landing(contract: DataProductContract) -> S3LandingSource:
+    """The contract's landing zone: only a landing zone's files are change files."""
+    return contract.source  # type: ignore[return-value]
 
 
 def _delete(contract: DataProductContract, record: Mapping[str, Any]) -> DocumentChange:
@@ -108,7 +116,7 @@ def _with_event_time(
 
 def _dms_row(contract: DataProductContract, line: str) -> DocumentChange:
     """AWS DMS CSV: first column Op (I/U/D), then the table's columns in `source.dms_columns`."""
-    columns = contract.source.dms_columns
+    columns = _landing(contract).dms_columns
     row = csv_fields(line)
     if row is None:
         raise RecordError(None, "invalid CSV: a quote opens a value that is never closed")
@@ -221,8 +229,8 @@ def _records(contract: DataProductContract, text: str) -> Iterator[tuple[int, st
     """Records end at "\n" only: str.splitlines() would also cut at characters that JSON strings
     may hold unescaped, such as U+2028."""
     lines = [line.removesuffix("\r") for line in text.split("\n")]
-    if contract.source.format == "dms_csv":
-        yield from _csv_records(lines, len(contract.source.dms_columns) + 1)
+    if _landing(contract).format == "dms_csv":
+        yield from _csv_records(lines, len(_landing(contract).dms_columns) + 1)
     else:
         yield from enumerate(lines, start=1)
 
@@ -239,7 +247,7 @@ def parse_change_file(
     contract: DataProductContract, source_ref: str, body: bytes
 ) -> Iterator[ParsedLine]:
     """Each record of a change file, parsed or quarantined; no record can fail the file."""
-    parse = PARSERS[contract.source.format]
+    parse = PARSERS[_landing(contract).format]
     text = body.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     for number, line in _records(contract, text):
         if not line.strip():
@@ -267,11 +275,11 @@ def redacted(contract: DataProductContract, line: str) -> str | None:
     pii = set(contract.pii_fields)
     if not pii:
         return line
-    if contract.source.format == "dms_csv":
+    if _landing(contract).format == "dms_csv":
         row = csv_fields(line)
-        if row is None or len(row) != len(contract.source.dms_columns) + 1:
+        if row is None or len(row) != len(_landing(contract).dms_columns) + 1:
             return None
-        hidden = {i + 1 for i, name in enumerate(contract.source.dms_columns) if name in pii}
+        hidden = {i + 1 for i, name in enumerate(_landing(contract).dms_columns) if name in pii}
         kept = ["" if i in hidden else value for i, value in enumerate(row)]
         return ",".join(_csv_quoted(value) for value in kept)
     try:

@@ -9,10 +9,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.contracts.model import GROUP_PATTERN
+from mesh_rag_pipelines.contracts.fields import GROUP_PATTERN
+
+if TYPE_CHECKING:
+    from mesh_rag_pipelines.contracts import DataProductContract
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # PostgreSQL bigint; the version column and every comparison of versions use it.
@@ -305,7 +307,7 @@ def _groups(record: Mapping[str, Any], name: str | None) -> tuple[str, ...] | No
         raise RecordError(name, f"expected a list of group names, got {_shown(value)}")
     groups = sorted({n.strip() for n in names if n.strip()})
     for group in groups:
-        if not re.match(GROUP_PATTERN, group):
+        if not re.fullmatch(GROUP_PATTERN, group):
             raise RecordError(name, f"{_shown(group)} is not a group name")
     return tuple(groups)
 
@@ -323,7 +325,7 @@ def upsert_from_record(contract: DataProductContract, record: Mapping[str, Any])
 
     doc_id = record_id(contract, record)
     known = {*contract.record_schema.mapped_fields, *contract.pii_fields}
-    known |= set(contract.source.dms_columns)
+    known |= set(contract.source.record_fields)
     try:
         change = _document(contract, doc_id, without_fields(dict(record), set(contract.pii_fields)))
     except RecordError as exc:

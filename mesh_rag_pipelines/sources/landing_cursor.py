@@ -18,12 +18,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mesh_rag_pipelines.contracts import DataProductContract
-from mesh_rag_pipelines.sources.change_events import parse_change_file
-from mesh_rag_pipelines.sources.documents import DocumentChange, quarantine_shard
-from mesh_rag_pipelines.sources.s3_landing import LandedObject, read_object
+from mesh_rag_pipelines.sources.s3_landing import LandedObject
+
+if TYPE_CHECKING:
+    pass
 
 LOOKBACK = timedelta(minutes=15)
 
@@ -104,29 +104,3 @@ def new_objects(
     listed = list(listing)
     reported = unseen(listed, cursor)[:limit]
     return reported, advance(cursor, listed, reported, lookback)
-
-
-def shards_touched(
-    contract: DataProductContract, s3: Any, objects: Iterable[LandedObject]
-) -> dict[int, list[LandedObject]]:
-    """Shard -> the objects carrying events of its documents, read and parsed as a run would.
-
-    An object with a line to quarantine also goes to QUARANTINE_SHARD, whose runs record it; an
-    empty or deleted object touches no shard.
-    """
-    bucket = contract.source.bucket or ""
-    touched: dict[int, list[LandedObject]] = {}
-    for landed in objects:
-        body = read_object(s3, bucket, landed.key)
-        if body is None:
-            continue
-        parsed = list(parse_change_file(contract, f"s3://{bucket}/{landed.key}", body))
-        shards = {
-            contract.shard_of(p.doc_id)
-            if isinstance(p, DocumentChange)
-            else quarantine_shard(contract, p)
-            for p in parsed
-        }
-        for shard in sorted(shards):
-            touched.setdefault(shard, []).append(landed)
-    return dict(sorted(touched.items()))

@@ -31,13 +31,12 @@ from mesh_rag_pipelines.sources.documents import (
     storable_entry,
 )
 from mesh_rag_pipelines.sources.s3_landing import AppliedObjects, ledger_key
-from mesh_rag_pipelines.store.index_versions import product_versions
+from mesh_rag_pipelines.store.index_versions import product_versions, remove_documents
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.quarantine import record_quarantined
 from mesh_rag_pipelines.store.schema import (
     Chunk,
     DocumentState,
-    IndexedDocument,
     LandingObject,
     SourceCursor,
     index_table,
@@ -440,14 +439,7 @@ def _write_deletes(
     removed = conn.execute(
         delete(Chunk).where(Chunk.product == contract.name, Chunk.doc_id.in_(ids))
     )
-    for version in product_versions(conn, contract.name):
-        table = index_table(version.table_name, version.dimensions, version.distance)
-        conn.execute(delete(table).where(table.c.doc_id.in_(ids)))
-        conn.execute(
-            delete(IndexedDocument).where(
-                IndexedDocument.index_version == version.id, IndexedDocument.doc_id.in_(ids)
-            )
-        )
+    remove_documents(conn, product_versions(conn, contract.name), ids)
     was_live = [c for c in deletes if c.doc_id in stored and not stored[c.doc_id].deleted]
     result.documents_deleted += len(was_live)
     result.chunks_removed += removed.rowcount

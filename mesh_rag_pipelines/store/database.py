@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
@@ -11,7 +10,6 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
-from mesh_rag_pipelines import settings
 from mesh_rag_pipelines.store.schema import SCHEMA
 
 _SCHEMA_LOCK = 7_340_001  # advisory lock id: concurrent runs migrate the schema one at a time
@@ -27,15 +25,6 @@ def psycopg2_url(url: str) -> str:
         if url.startswith(bare):
             return "postgresql+psycopg2://" + url.removeprefix(bare)
     return url
-
-
-def database_url() -> str:
-    """The configured database; in the local profile, the embedded PostgreSQL when none is set."""
-    if os.environ.get(settings.DATABASE_URL) or not settings.local_profile():
-        return psycopg2_url(settings.store_url())
-    from mesh_rag_pipelines.services.embedded_postgres import ensure_embedded_postgres
-
-    return ensure_embedded_postgres(settings.home() / "pg")
 
 
 @cache

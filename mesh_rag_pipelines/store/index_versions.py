@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, exists, select, text, update
+from sqlalchemy import Connection, Engine, Select, delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
@@ -211,6 +212,25 @@ def product_versions(conn: Connection, product: str) -> list[IndexVersion]:
         IndexVersion.product == product, IndexVersion.dropped_at.is_(None)
     )
     return _versions(conn, query.order_by(IndexVersion.created_at, IndexVersion.id))
+
+
+def remove_documents(
+    conn: Connection, versions: Sequence[IndexVersion], doc_ids: Sequence[str]
+) -> int:
+    """The documents' rows out of each version's table, and their indexed records, in the
+    caller's transaction (which holds their locks): how a delete, a re-index and an erasure
+    all take a document out of an index. Returns the rows removed."""
+    removed = 0
+    for version in versions:
+        table = index_table(version.table_name, version.dimensions, version.distance)
+        removed += conn.execute(delete(table).where(table.c.doc_id.in_(doc_ids))).rowcount
+    conn.execute(
+        delete(IndexedDocument).where(
+            IndexedDocument.index_version.in_([v.id for v in versions]),
+            IndexedDocument.doc_id.in_(doc_ids),
+        )
+    )
+    return removed
 
 
 def get_version(engine: Engine, version_id: str) -> IndexVersion | None:

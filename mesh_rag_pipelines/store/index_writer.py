@@ -50,8 +50,8 @@ from mesh_rag_pipelines.store.index_versions import (
     build_index_if_complete,
     ensure_index_version,
     maintained_versions,
+    remove_documents,
 )
-from mesh_rag_pipelines.store.layout import check_shards
 from mesh_rag_pipelines.store.locks import lock_documents
 from mesh_rag_pipelines.store.schema import (
     Chunk,
@@ -120,7 +120,6 @@ def refresh_index(
 ) -> IndexResult:
     """Bring every maintained version of the product up to date for one shard, registering
     the contract's version first (a new chunker, model or index parameters make a new one)."""
-    check_shards(engine, contract)
     ensure_index_version(engine, contract)
     total = IndexResult()
     for version in maintained_versions(engine, contract.name):
@@ -146,7 +145,7 @@ def _refresh_version(
     if stale:
         with engine.begin() as conn:
             lock_documents(conn, product, stale)
-            result.chunks_removed += _remove_rows(conn, version, stale)
+            result.chunks_removed += remove_documents(conn, [version], stale)
             result.documents_removed += len(stale)
     if not pending:
         return result
@@ -280,17 +279,6 @@ def _vectors_for(
     return vectors, new
 
 
-def _remove_rows(conn: Connection, version: IndexVersion, doc_ids: list[str]) -> int:
-    table = index_table(version.table_name, version.dimensions, version.distance)
-    removed = conn.execute(delete(table).where(table.c.doc_id.in_(doc_ids))).rowcount
-    conn.execute(
-        delete(IndexedDocument).where(
-            IndexedDocument.index_version == version.id, IndexedDocument.doc_id.in_(doc_ids)
-        )
-    )
-    return removed
-
-
 def _write_batch(
     conn: Connection,
     product: str,
@@ -325,7 +313,7 @@ def _write_batch(
     result.documents_skipped_superseded += len(batch) - len(ready)
     if not ready:
         return
-    result.chunks_removed += _remove_rows(conn, version, [p.doc_id for p in ready])
+    result.chunks_removed += remove_documents(conn, [version], [p.doc_id for p in ready])
     now = datetime.now(UTC)
     common = (encode_text(product), encode_int2(shard))
     rows = (

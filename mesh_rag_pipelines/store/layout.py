@@ -32,14 +32,18 @@ def recorded_shards(conn: Connection, product: str) -> int | None:
 
 
 def check_shards(engine: Engine, contract: DataProductContract) -> None:
-    """Record the product's shard count on its first run; refuse a run under another count."""
-    with engine.begin() as conn:
-        conn.execute(
-            insert(ProductLayout)
-            .values(product=contract.name, shards=contract.shards)
-            .on_conflict_do_nothing()
-        )
+    """Record the product's shard count on its first run; refuse a run under another count. A
+    read, once a count is recorded: only a product's first run writes."""
+    with engine.connect() as conn:
         recorded = recorded_shards(conn, contract.name)
+    if recorded is None:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(ProductLayout)
+                .values(product=contract.name, shards=contract.shards)
+                .on_conflict_do_nothing()
+            )
+            recorded = recorded_shards(conn, contract.name)
     if recorded != contract.shards:
         raise ShardCountChanged(
             f"product {contract.name}: the contract says shards: {contract.shards}, but its "

@@ -73,16 +73,17 @@ def redrive(engine: Engine, contract: DataProductContract, source_ref: str | Non
     with engine.begin() as conn:
         refs = set(conn.execute(select(QuarantinedRecord.source_ref).where(*where)).scalars())
         count = conn.execute(delete(QuarantinedRecord).where(*where)).rowcount
-        if contract.source.kind == "s3_landing":
-            prefix = f"s3://{contract.source.bucket}/"
-            # Quarantine names an object by its ledger key: the ledger's rows have the same.
-            keys = [ref.removeprefix(prefix) for ref in refs if ref.startswith(prefix)]
+        # What the source's kind must read again: a landing zone's objects (quarantine names an
+        # object by its ledger key, as the ledger's rows do), a table's rows from the start; a
+        # folder is read whole on every run anyway.
+        reset = contract.source.redrive(refs)
+        if reset.object_keys:
             conn.execute(
                 delete(LandingObject).where(
-                    LandingObject.product == product, LandingObject.object_key.in_(keys)
+                    LandingObject.product == product,
+                    LandingObject.object_key.in_(reset.object_keys),
                 )
             )
-        elif contract.source.kind == "postgres_table" and refs:
+        if reset.restart_watermarks:
             conn.execute(delete(SourceCursor).where(SourceCursor.product == product))
-        # A folder is read whole on every run: a quarantined file is read again anyway.
     return count

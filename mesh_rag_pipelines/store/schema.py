@@ -6,6 +6,7 @@ database so that replacing a document's chunks and updating its state is one tra
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mesh_rag_pipelines.contracts.model import ChunkingSpec, EmbeddingSpec, IndexSpec
@@ -266,6 +267,94 @@ class ErasureAudit(Base):
     actor_role: Mapped[str | None] = mapped_column(Text)
     # Who the caller says they are (an OS user, a run's launcher): recorded, not verified.
     actor_claimed: Mapped[str | None] = mapped_column(Text)
+
+
+# --- the retrieval service's records (migration 0007) ------------------------------------------
+
+
+class ApiKey(Base):
+    """A service identity: the token's secret is never stored, only its SHA-256. The serving
+    role cannot read this table; it asks `mesh_rag.api_key_identity(id, secret_hash)`."""
+
+    __tablename__ = "api_key"
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    groups: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(Text)
+
+
+class QueryLog(Base):
+    """One request the service answered: who asked (the verified subject), the query masked,
+    what was served from which index versions, how long each part took, or why it abstained.
+    The serving role may insert rows, never read them."""
+
+    __tablename__ = "query_log"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    response_id: Mapped[uuid.UUID] = mapped_column(postgresql.UUID(as_uuid=True), unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    subject: Mapped[str] = mapped_column(Text)
+    identity_kind: Mapped[str] = mapped_column(Text)
+    route: Mapped[str] = mapped_column(Text)
+    query_masked: Mapped[str] = mapped_column(Text)
+    products: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    index_versions: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    k: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(Text)
+    embed_ms: Mapped[float | None] = mapped_column(REAL)
+    search_ms: Mapped[float | None] = mapped_column(REAL)
+    total_ms: Mapped[float] = mapped_column(REAL)
+    # `product/doc_id#chunk_no`, in rank order.
+    result_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    abstention: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+
+
+class Feedback(Base):
+    """A caller's judgment of a response: helpful or not, and which results were right
+    (`product/doc_id`). The serving role may insert rows, never read them."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    response_id: Mapped[uuid.UUID] = mapped_column(postgresql.UUID(as_uuid=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    subject: Mapped[str] = mapped_column(Text)
+    helpful: Mapped[bool] = mapped_column(Boolean)
+    right_results: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ProductStatus(Base):
+    """A product's freshness as last judged (by the freshness check or `mesh-rag products`):
+    what the retrieval service's catalog says, read as the serving role."""
+
+    __tablename__ = "product_status"
+    product: Mapped[str] = mapped_column(Text, primary_key=True)
+    in_sync: Mapped[bool] = mapped_column(Boolean)
+    waiting_changes: Mapped[int] = mapped_column(Integer)
+    unindexed_documents: Mapped[int] = mapped_column(Integer)
+    oldest_change: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    judged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EvaluationCandidate(Base):
+    """A negative judgment's query with the documents marked right, for one product; reviewed
+    (accepted or rejected) before it joins the product's evaluation set."""
+
+    __tablename__ = "evaluation_candidate"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(BigInteger)
+    product: Mapped[str] = mapped_column(Text)
+    query: Mapped[str] = mapped_column(Text)
+    expected_doc_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    status: Mapped[str] = mapped_column(Text, server_default="candidate")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reviewed_by: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_reason: Mapped[str | None] = mapped_column(Text)
 
 
 OPCLASS = {"cosine": "vector_cosine_ops", "inner_product": "vector_ip_ops", "l2": "vector_l2_ops"}
