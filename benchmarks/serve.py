@@ -2,17 +2,20 @@
 keys made by `mesh-rag keys create`, on a product of 100k chunks; and `mesh-rag query`, cold.
 
 Setup: the first --limit SciFact documents in a source table, built by `mesh-rag build` (a live
-index version with real MiniLM vectors). The live version's table then grows to --rows chunks of
-synthetic vectors scattered around the real ones (row i readable by ACL group `group-{i % 100}`)
-and its HNSW index is built again, as a release builds it. Queries are SciFact claims, real text
-that the service embeds: those in which no PII pattern could match (no digit, "@" or ":"), so
-that the ground truth's query vectors are the ones the service searched with.
+index version with real MiniLM vectors). The live version's table is then made of --rows chunks
+of synthetic vectors scattered around the real ones (row i readable by ACL group
+`group-{i % 100}`), and its HNSW index is built again, as a release builds it. Queries are
+SciFact claims, real text that the service embeds: those in which no PII pattern could match
+(no digit, "@" or ":"), so that the ground truth's query vectors are the ones the service
+searched with.
 
 Measured, every request through HTTP with the query's embedding included:
 - 1 client: sequential requests by a caller whose key reads every synthetic row; p50, p99.
 - 16 clients, DURATION seconds each: idle, during a sync (1% of the source's rows changed, then
-  `mesh-rag build` at the lowest CPU priority, as a worker on another machine would leave the
-  service its CPU), and during release swaps (the live version swapped to a second version and
+  `mesh-rag build` of a second product over the same table, at the lowest CPU priority, as a
+  worker on another machine would leave the service its CPU; the served product's own index
+  holds the synthetic rows no source has, which its sync's blocking check refuses), and during
+  release swaps (the live version swapped to a second version and
   back, again and again); requests per second, p99, errors (any status but 200, any failure).
 - recall@10 for callers whose keys read 1%, 10%, 50% of the rows, against the exact top 10 of
   the rows they may read; and every hit of every response checked against the caller's groups.
@@ -35,7 +38,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from benchmarks import results, scifact_product
 from benchmarks.database import benchmark_database
@@ -43,7 +46,7 @@ from benchmarks.latency import build_indexes, group_name, load, row_key
 from benchmarks.release import MESH_RAG, _revised, cli_env, timed_cli
 from benchmarks.scifact import CHOSEN
 from benchmarks.synthetic_vectors import AroundVectors, exact_top_k
-from mesh_rag_pipelines.contracts import DataProductContract
+from mesh_rag_pipelines.contracts import DataProductContract, load_contract
 from mesh_rag_pipelines.embedding import query_embedder_for
 from mesh_rag_pipelines.governance.access import SERVING_ROLE
 from mesh_rag_pipelines.releases import rollback, swap
@@ -74,14 +77,15 @@ def run(argv: list[str]) -> dict[str, Any]:
         folder = Path(scratch)
         engine = engine_for(url)
         scifact_product.create_source_table(engine, docs)
-        contract = scifact_product.write_contract(folder, CHOSEN)
+        contract = _shared_with_every_group(folder, scifact_product.write_contract(folder, CHOSEN))
         env = {
             **cli_env(url, folder),
             "MESH_RAG_SERVING_DATABASE_URL": local_login(url, SERVING_ROLE),
         }
         details["build_seconds"] = timed_cli(env, "build", "--product", contract.name)[0]
-        vectors = _grow(engine, contract, args.rows)
+        synced = _neighbour(env, folder, contract)
         green = _second_version(engine, env, folder, contract)
+        vectors = _grow(engine, contract, args.rows)
         keys = {share: _key(env, share) for share in (*SHARES, 100)}
         queries = _claims(contract)
         query_vectors = query_embedder_for(contract.embedding).embed(queries)
@@ -101,7 +105,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             }
             load_phases = {
                 "idle": lambda: time.sleep(DURATION),
-                "during_sync": lambda: _sync(engine, env, contract),
+                "during_sync": lambda: _sync(engine, env, synced),
                 "during_swaps": lambda: _swaps(engine, contract.name, green),
             }
             details["sixteen_clients"] = {
@@ -134,12 +138,12 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def _grow(engine: Engine, contract: DataProductContract, rows: int) -> np.ndarray:
-    """The live version's table grown to `rows` chunks around its real vectors, indexed again;
-    the synthetic rows' vectors, in row order (row i is `row_key(i)`)."""
+    """The live version's table made of `rows` chunks around its real vectors (which it then no
+    longer holds), indexed again; their vectors, in row order (row i is `row_key(i)`)."""
     (version,) = live_versions(engine, [contract.name])
     table = index_table(version.table_name, version.dimensions, version.distance)
     with engine.connect() as conn:
-        real = conn.execute(text(f"SELECT embedding FROM {SCHEMA}.{table.name}")).scalars().all()
+        real = conn.execute(select(table.c.embedding)).scalars().all()
     centres = np.array([np.asarray(v, dtype=np.float32) for v in real])
     hnsw = hnsw_index(table.name, version.dimensions, version.distance, 16, 64)
     with engine.begin() as conn:
@@ -148,14 +152,36 @@ def _grow(engine: Engine, contract: DataProductContract, rows: int) -> np.ndarra
     hnsw = hnsw_index(
         table.name, version.dimensions, version.distance, spec.m, spec.ef_construction
     )
-    synthetic = load(
-        engine, table.name, AroundVectors(centres), rows - len(real), GROUPS, contract.name
-    )
+    with engine.begin() as conn:  # the real rows are readable by every group: centres only
+        conn.execute(table.delete())
+    synthetic = load(engine, table.name, AroundVectors(centres), rows, GROUPS, contract.name)
     outcome = build_indexes(engine, table, [hnsw])
     if not outcome["built"]:
         raise RuntimeError(f"index build failed: {outcome}")
-    print(f"{rows} chunks ({len(real)} real), index built in {outcome['seconds_index_build']:.0f}s")
+    seconds = outcome["seconds_index_build"]
+    print(f"{rows} chunks around {len(real)} real ones, indexed in {seconds:.0f}s")
     return synthetic
+
+
+def _shared_with_every_group(folder: Path, contract: DataProductContract) -> DataProductContract:
+    """The product shared with the synthetic rows' groups too: the service searches a product
+    only for callers of its groups (row-level security then decides each row)."""
+    path = folder / f"{contract.name}.yaml"
+    groups = ", ".join(["everyone", *(group_name(g) for g in range(GROUPS))])
+    path.write_text(path.read_text().replace("acl_groups: [everyone]", f"acl_groups: [{groups}]"))
+    return load_contract(path)
+
+
+def _neighbour(env: dict[str, str], folder: Path, contract: DataProductContract) -> str:
+    """A second product over the same source table, built now: the one synced under load (the
+    served product's index holds rows no source has, which its own sync would refuse)."""
+    name = f"{contract.name}_neighbour"
+    path = folder / f"{name}.yaml"
+    path.write_text((folder / f"{contract.name}.yaml").read_text().replace(
+        f"name: {contract.name}", f"name: {name}"
+    ))  # fmt: skip
+    timed_cli(env, "build", "--product", name)
+    return name
 
 
 def _second_version(
@@ -213,13 +239,14 @@ def _client(base: str, key: str) -> httpx.Client:
 
 
 def _one_client(base: str, key: str, product: str, queries: list[str]) -> dict[str, Any]:
-    timings, errors = [], 0
+    timings, errors, empty = [], 0, 0
     with _client(base, key) as client:
         for position, query in enumerate(queries):
             started = time.perf_counter()
             reply = _search(client, product, query)
             elapsed = (time.perf_counter() - started) * 1000
             errors += reply.status_code != 200
+            empty += reply.status_code == 200 and not reply.json()["results"]
             if position >= WARM_UP:
                 timings.append(elapsed)
     return {
@@ -227,6 +254,7 @@ def _one_client(base: str, key: str, product: str, queries: list[str]) -> dict[s
         "p50_ms": float(np.percentile(timings, 50)),
         "p99_ms": float(np.percentile(timings, 99)),
         "errors": errors,
+        "empty_responses": empty,
     }
 
 
@@ -262,8 +290,7 @@ def _recall(
 
 
 def _readable(hit: dict[str, Any], groups: set[str]) -> bool:
-    """Row i of the synthetic rows (`doc-{i // 3}`, chunk `i % 3`) is group `i % 100`'s; a real
-    row is no synthetic caller's."""
+    """Row i (`doc-{i // 3}`, chunk `i % 3`) is group `i % 100`'s."""
     if not hit["doc_id"].startswith("doc-"):
         return False
     row = int(hit["doc_id"][4:]) * 3 + hit["chunk_no"]
@@ -321,7 +348,7 @@ def _many_clients(
     return outcome
 
 
-def _sync(engine: Engine, env: dict[str, str], contract: DataProductContract) -> None:
+def _sync(engine: Engine, env: dict[str, str], product: str) -> None:
     """1% of the source's rows changed, then synced by `mesh-rag build` at the lowest priority."""
     with engine.begin() as conn:
         conn.execute(
@@ -333,7 +360,7 @@ def _sync(engine: Engine, env: dict[str, str], contract: DataProductContract) ->
                 f"(SELECT greatest(1, count(*) / 100) FROM {scifact_product.SOURCE_TABLE}))"
             )
         )
-    timed_cli(env, "build", "--product", contract.name, nice=True)
+    timed_cli(env, "build", "--product", product, nice=True)
 
 
 def _swaps(engine: Engine, product: str, green: str) -> None:

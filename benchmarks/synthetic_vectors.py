@@ -32,7 +32,7 @@ class GaussianMixture:
         ]
 
     def sample(self, count: int) -> np.ndarray:
-        clusters = self._rng.choice(CLUSTERS, size=count, p=self.weights)
+        clusters = self._rng.choice(len(self.centres), size=count, p=self.weights)
         points = np.empty((count, DIMENSIONS), dtype=np.float32)
         for cluster in np.unique(clusters):
             rows = np.flatnonzero(clusters == cluster)
@@ -63,16 +63,17 @@ def exact_top_k(
 
 
 class AroundVectors(GaussianMixture):
-    """Points scattered around given unit vectors (real embeddings): each a chosen centre plus
-    isotropic noise of total norm `spread`, normalized. Real text queries then land among them
-    as they would among a large corpus of similar texts."""
+    """The same mixture around given unit vectors (real embeddings) as its centres, equally
+    weighted: real text queries then land among the points as they would among a large corpus
+    of similar texts."""
 
-    def __init__(self, centres: np.ndarray, spread: float = 0.6, seed: int = 13):
-        self._rng = np.random.default_rng(seed)
+    def __init__(self, centres: np.ndarray, seed: int = 13):
+        rng = np.random.default_rng(seed)
+        self._rng = rng
         self.centres = _normalized(np.asarray(centres, dtype=np.float32))
-        self._spread = spread
-
-    def sample(self, count: int) -> np.ndarray:
-        chosen = self._rng.integers(0, len(self.centres), size=count)
-        noise = self._rng.standard_normal((count, DIMENSIONS)) * (self._spread / DIMENSIONS**0.5)
-        return _normalized(self.centres[chosen] + noise).astype(np.float32)
+        self.weights = np.full(len(self.centres), 1 / len(self.centres))
+        scales = np.linspace(0.25, 0.05, SUBSPACE)[:, None]
+        self.bases = [
+            np.linalg.qr(rng.standard_normal((DIMENSIONS, SUBSPACE)))[0].T * scales
+            for _ in range(len(self.centres))
+        ]

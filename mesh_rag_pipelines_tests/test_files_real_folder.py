@@ -7,10 +7,8 @@ by its path, and a second build with nothing changed on disk changes and embeds 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
@@ -24,68 +22,12 @@ from mesh_rag_pipelines.sources.files import file_record
 from mesh_rag_pipelines.store.health import index_health
 from mesh_rag_pipelines.store.schema import SCHEMA
 from mesh_rag_pipelines_tests.helpers import grant, source_ctx
+from mesh_rag_pipelines_tests.real_docs import copy_real_folder
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
-DOCS = Path("/usr/share/doc")
 PRODUCT = "system_docs"
 WANTED = 300
 MINIMUM_REAL = 150
-MAX_BYTES = 4 * 1024  # MiniLM embeds ~30 texts/s on 2 idle cores: ~680 texts here, about 25 s
-
-
-def _is_plain_text(path: Path) -> bool:
-    """A small UTF-8 file with text, no NUL and no front matter (a real, valid document)."""
-    if path.is_symlink() or not path.is_file() or path.name.endswith(".gz"):
-        return False
-    data = path.read_bytes()
-    if len(data) > MAX_BYTES or b"\x00" in data:
-        return False
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return bool(content.strip()) and not content.startswith("---\n")
-
-
-def _real_text_files() -> list[Path]:
-    """Up to WANTED files of /usr/share/doc, relative to it: first every file of a folder where
-    two names differ only in extension, then the others, in a stable order."""
-    found = [
-        path.relative_to(DOCS)
-        for path in sorted(DOCS.rglob("*"))
-        if (path.name.startswith("README") or path.name in ("changelog", "copyright"))
-        and _is_plain_text(path)
-    ]
-    stems: dict[tuple[Path, str], list[Path]] = defaultdict(list)
-    for path in found:
-        stems[(path.parent, path.name.split(".", 1)[0])].append(path)
-    alike = [path for group in stems.values() if len(group) > 1 for path in group]
-    taken = set(alike)
-    rest = [path for path in found if path not in taken]
-    return sorted((alike + rest)[:WANTED])
-
-
-def _copy_folder(folder: Path) -> list[str]:
-    """The documents' folder; the relative paths of its files (their document ids)."""
-    chosen = _real_text_files() if DOCS.is_dir() else []
-    if len(chosen) >= MINIMUM_REAL:
-        for relative in chosen:
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(DOCS / relative, folder / relative)
-        return sorted(path.as_posix() for path in chosen)
-    # Too few real files on this machine: colliding stems made up, 5 files per package.
-    names = ["README", "README.md", "README.Debian", "changelog", "copyright"]
-    written = []
-    for number in range(WANTED // len(names)):
-        package = folder / f"package-{number:03d}"
-        package.mkdir(parents=True)
-        for name in names:
-            (package / name).write_text(
-                f"{name} of package {number}.\n\nPackage {number} ships file {name}, with "
-                f"notes on building, configuring and reporting problems (edition {number}).\n"
-            )
-            written.append(f"package-{number:03d}/{name}")
-    return sorted(written)
 
 
 def _contract_file(contracts_dir: Path, folder: Path) -> Path:
@@ -159,7 +101,7 @@ def test_a_real_folder_builds_one_document_per_file_and_a_second_build_changes_n
 ) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
-    files = _copy_folder(folder)
+    files = copy_real_folder(folder, WANTED, MINIMUM_REAL)
     stems = {(Path(f).parent, Path(f).name.split(".", 1)[0]) for f in files}
     assert len(files) >= MINIMUM_REAL and len(stems) <= len(files) - 10  # names that collide
     contracts_dir = tmp_path / "contracts"

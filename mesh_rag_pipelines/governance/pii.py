@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from functools import cache, cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,30 @@ OBJECT_KEY_ENTITIES = tuple(entity for entity in PII_ENTITIES if entity != "URL"
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 
+# Presidio imports these only to offer NLP engines this project never runs (it uses the
+# model-free engine); importing them takes seconds, a query's whole budget.
+_UNUSED_BY_PRESIDIO = ("torch", "transformers")
+
+
+@cache
+def _load_presidio() -> None:
+    """Import Presidio with PyTorch and transformers reading as absent (unless a model already
+    imported them); imported later, they load as usual, and Presidio never asks for them."""
+    blocked = [name for name in _UNUSED_BY_PRESIDIO if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import presidio_analyzer  # noqa: F401
+        import presidio_anonymizer  # noqa: F401
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 @cache
 def _analyzer() -> Any:
+    _load_presidio()
     import tldextract
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NoOpNlpEngine
@@ -134,6 +157,7 @@ def _address_within(match: str, suffixes: Any) -> tuple[int, int] | None:
 
 @cache
 def _anonymizer() -> Any:
+    _load_presidio()
     from presidio_anonymizer import AnonymizerEngine
 
     return AnonymizerEngine()
@@ -153,6 +177,7 @@ class PiiMasker:
     @cached_property
     def _operators(self) -> dict[str, Any]:
         # Built on the first text that may hold an entity: Presidio's import takes seconds.
+        _load_presidio()
         return {
             entity: self._operator(entity, how, self._hash_key)
             for entity, how in self._masking.items()
@@ -177,6 +202,7 @@ class PiiMasker:
     def text(self, value: str) -> str:
         if not self._entities or not value or not could_hold(value, self._entities):
             return value
+        _load_presidio()
         from presidio_anonymizer.entities import ConflictResolutionStrategy
 
         found = _analyzer().analyze(text=value, language="en", entities=self._entities)

@@ -18,9 +18,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
 from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.contracts.model import parse_duration
@@ -190,14 +191,16 @@ def _nearest_chunks(
     caller: Caller,
     ef_search: int,
 ) -> list[RetrievedChunk]:
-    table = index_table(version.table_name, version.dimensions, version.distance)
+    table = _served_table(version.table_name, version.dimensions, version.distance)
     column = table.c.embedding
     distance = {
         "cosine": column.cosine_distance(vector),
         "inner_product": column.max_inner_product(vector),
         "l2": column.l2_distance(vector),
     }[version.distance]
-    query = select(table, distance.label("distance")).order_by(distance).limit(limit)
+    # Every column but the vector itself: a hit never needs it back (384 floats as text).
+    shown = [c for c in table.c if c.name != "embedding"]
+    query = select(*shown, distance.label("distance")).order_by(distance).limit(limit)
     rules = contract.retrieval
     if rules.allowed_document_types:
         query = query.where(table.c.document_type.in_(rules.allowed_document_types))
@@ -226,6 +229,13 @@ def _nearest_chunks(
         )
         for row in rows
     ]
+
+
+@lru_cache(maxsize=1024)
+def _served_table(table_name: str, dimensions: int, distance: str) -> Table:
+    """One Table per index version and process: SQLAlchemy caches a query's compiled form per
+    Table object, so a new one per request compiled every search again (milliseconds)."""
+    return index_table(table_name, dimensions, distance)
 
 
 def _score(distance_kind: str, distance: float) -> float:

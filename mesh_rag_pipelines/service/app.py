@@ -32,8 +32,13 @@ def create_app(settings: Settings, serving: Callable[[Settings], Engine] | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
         from mesh_rag_pipelines.connections import serving_engine
 
+        # Requests run in threads, each embedding its own query: BLAS threads of their own would
+        # oversubscribe the cores (one query measured 48 ms with two BLAS threads, 29 with one).
+        threadpool_limits(1)
         engine = (serving or serving_engine)(settings)
         state = load_state(settings, engine, metrics)
         state.load_models()

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from mesh_rag_pipelines.contracts import DataProductContract, check_contracts
 from mesh_rag_pipelines.embedding import Embedder
+from mesh_rag_pipelines.embedding.batching import BatchingEmbedder
 from mesh_rag_pipelines.embedding.embedder import query_embedder_for
 from mesh_rag_pipelines.governance.pii import query_masker
 from mesh_rag_pipelines.retrieval.answer import ChatModel, OpenAIChat
@@ -41,7 +42,7 @@ class ServiceState:
         specs += [v.embedding_spec for v in live_versions(self.serving, self.names)]
         for spec in specs:
             if spec.model_id not in self.embedders:
-                embedder = query_embedder_for(spec)
+                embedder = BatchingEmbedder(query_embedder_for(spec))
                 embedder.embed(["warm up"])
                 self.embedders[spec.model_id] = embedder
         # Text the PII analyzer must look at: its import and recognizers load now.

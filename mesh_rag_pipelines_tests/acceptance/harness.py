@@ -25,7 +25,10 @@ from typing import Any, TypeVar
 
 import boto3
 import psutil
+import yaml
 from sqlalchemy import Engine, create_engine, text
+
+from mesh_rag_pipelines_tests.real_docs import copy_real_folder
 
 SHIPPED_PRODUCTS = Path(__file__).resolve().parents[2] / "mesh_rag_pipelines" / "products"
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
@@ -35,6 +38,9 @@ ACTIVE_RUN_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELIN
 FINISHED_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 AUTOMATION_SENSOR = "default_automation_condition_sensor"
 SHIPPED_BUCKET = "bucket: northwind-landing"
+REAL_DOCS_PRODUCT = "system_docs"
+REAL_DOCS_WANTED = 60
+REAL_DOCS_MINIMUM = 30
 
 T = TypeVar("T")
 
@@ -79,7 +85,28 @@ def copy_products(target: Path, bucket: str) -> Path:
     for path in [*target.rglob("defs.yaml"), target / "platform_policy.yaml"]:
         if path.exists():
             path.write_text(path.read_text().replace(SHIPPED_BUCKET, f"bucket: {bucket}"))
+    add_real_docs_product(target / "people" / REAL_DOCS_PRODUCT)
     return target
+
+
+def add_real_docs_product(folder: Path) -> list[str]:
+    """A `files` product of the people domain (whose granted folder holds it) over real text
+    files of this machine, several named alike but for their extension, read with the
+    recursive pattern `**/*`; the files' relative paths, which are their document ids."""
+    documents = copy_real_folder(folder / "documents", REAL_DOCS_WANTED, REAL_DOCS_MINIMUM)
+    shipped = (SHIPPED_PRODUCTS / "people" / "hr_policies" / "defs.yaml").read_text()
+    contract = yaml.safe_load(shipped)
+    contract["attributes"].update(
+        name=REAL_DOCS_PRODUCT,
+        description="The machine's package documentation: READMEs, changelogs, copyrights.",
+        document_type="doc",
+        source={"kind": "files", "path": "documents", "pattern": "**/*"},
+        retrieval={"max_age": "3650d", "allowed_document_types": ["doc"]},
+        golden_queries=[],
+    )
+    contract["attributes"]["schema"]["metadata_fields"] = []
+    (folder / "defs.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    return documents
 
 
 def user_environment(home: Path, products: Path) -> dict[str, str]:

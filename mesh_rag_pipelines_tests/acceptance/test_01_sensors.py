@@ -7,6 +7,7 @@ PRODUCT_SENSORS = {
     ("commerce", "catalog_products_source_sensor"),
     ("customer_support", "support_tickets_landing_sensor"),
     ("people", "hr_policies_source_sensor"),
+    ("people", "system_docs_source_sensor"),
 }
 
 
