@@ -16,6 +16,7 @@ from mesh_rag_pipelines.contracts.model import shard_of as _shard_of
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.governance.policy import POLICY_FILE
 from mesh_rag_pipelines.pipeline import ShardResult, SyncDeps, sync_shard
+from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.settings import DEFAULT_SHARDS, Settings
 from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import get_version, live_versions
@@ -114,3 +115,16 @@ def grant(folder: Path, domain: str, **entries: list[Any]) -> Path:
         granted.setdefault(kind, []).extend(values)
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return path
+
+
+def seed_and_sync(
+    products: list[DataProductContract],
+    engine: Engine,
+    s3: Any,
+    access: SourceContext,
+    embedder: Embedder,
+) -> None:
+    """The products' sample data seeded into their sources, then every shard of each synced."""
+    seed_sources(products, source_ctx(engine, s3))
+    for contract in products:
+        sync_all(contract, access, embedder)

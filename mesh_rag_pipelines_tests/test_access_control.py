@@ -18,12 +18,11 @@ from mesh_rag_pipelines.contracts import DataProductContract
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.governance.access import OPERATOR_ROLE, SERVING_ROLE, InvalidCallerGroup
 from mesh_rag_pipelines.retrieval import Caller, search
-from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.services.embedded_postgres import local_login
 from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import SCHEMA
-from mesh_rag_pipelines_tests.helpers import edited, source_ctx, sync_all
+from mesh_rag_pipelines_tests.helpers import edited, seed_and_sync, sync_all
 
 MESH_RAG = str(Path(sys.executable).parent / "mesh-rag")
 QUERY = "my tent arrived damaged and I want a refund"
@@ -38,9 +37,7 @@ def built(
     s3: Any,
 ) -> dict[str, DataProductContract]:
     chosen = {name: contracts[name] for name in ("hr_policies", "support_tickets")}
-    seed_sources(list(chosen.values()), source_ctx(engine, s3))
-    for contract in chosen.values():
-        sync_all(contract, access, minilm)
+    seed_and_sync(list(chosen.values()), engine, s3, access, minilm)
     return chosen
 
 

@@ -12,9 +12,8 @@ from mesh_rag_pipelines.contracts.model import RetrievalSpec
 from mesh_rag_pipelines.embedding import Embedder
 from mesh_rag_pipelines.retrieval import Caller, search
 from mesh_rag_pipelines.retrieval.request import RetrievalRequest, retrieve
-from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.sources.base import SourceContext
-from mesh_rag_pipelines_tests.helpers import source_ctx, sync_all
+from mesh_rag_pipelines_tests.helpers import seed_and_sync
 
 QUERY = "my tent arrived damaged and I want a refund or a replacement"
 
@@ -28,9 +27,7 @@ def built(
     s3: Any,
 ) -> list[DataProductContract]:
     products = [contracts["hr_policies"], contracts["support_tickets"]]
-    seed_sources(products, source_ctx(engine, s3))
-    for contract in products:
-        sync_all(contract, access, minilm)
+    seed_and_sync(products, engine, s3, access, minilm)
     return products
 
 

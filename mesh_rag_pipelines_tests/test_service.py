@@ -24,13 +24,12 @@ from mesh_rag_pipelines.governance.access import SERVING_ROLE
 from mesh_rag_pipelines.pipeline import judge_freshness
 from mesh_rag_pipelines.retrieval import Caller
 from mesh_rag_pipelines.retrieval.request import RetrievalRequest, retrieve
-from mesh_rag_pipelines.samples import seed_sources
 from mesh_rag_pipelines.services.embedded_postgres import local_login
 from mesh_rag_pipelines.sources.base import SourceContext
 from mesh_rag_pipelines.store.index_versions import live_versions
 from mesh_rag_pipelines.store.schema import Feedback, QueryLog
 from mesh_rag_pipelines_tests.conftest import MESH_RAG, MeshRag
-from mesh_rag_pipelines_tests.helpers import source_ctx, sync_all
+from mesh_rag_pipelines_tests.helpers import seed_and_sync
 from mesh_rag_pipelines_tests.oidc_issuer import OidcIssuer, new_rsa_key
 from mesh_rag_pipelines_tests.service_harness import RunningService
 
@@ -55,9 +54,8 @@ def built(
     s3: Any,
 ) -> dict[str, DataProductContract]:
     chosen = {name: contracts[name] for name in BUILT}
-    seed_sources(list(chosen.values()), source_ctx(engine, s3))
+    seed_and_sync(list(chosen.values()), engine, s3, access, minilm)
     for contract in chosen.values():
-        sync_all(contract, access, minilm)
         judge_freshness(contract, access)
     return chosen
 
